@@ -1,0 +1,41 @@
+"""The names of dimensions, in one place.
+
+Collectors write these names, readers check them and analyses keep them.
+Nothing else in the package spells a dimension name as a literal.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+STEP: Final = "step"
+"""Training step: the append dimension of every series."""
+
+CHANNEL: Final = "channel"
+"""Output channel / unit: axis 0 of a weight, axis 1 of an NCHW feature."""
+
+RUN: Final = "run"
+"""Added by :func:`tensorstats.open_runs` when several runs are stacked."""
+
+TEST: Final = "test"
+"""Leading dimension of normality results (one entry per test)."""
+
+LAG: Final = "lag"
+"""Lag dimension of correlation results."""
+
+RESERVED: Final = frozenset({STEP, CHANNEL, RUN, TEST, LAG})
+"""Names a user may not give to the other axes of a recorded tensor."""
+
+
+def default_dim(axis: int) -> str:
+    """Name of an unnamed, non-channel axis of the recorded tensor.
+
+    The number is the axis's position in the tensor as it was recorded, so a
+    NCHW feature recorded with ``channel_axis=1`` gets ``dim_0, dim_2, dim_3``.
+
+    Examples
+    --------
+    >>> default_dim(2)
+    'dim_2'
+    """
+    return f"dim_{axis}"

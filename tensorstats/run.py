@@ -1,0 +1,408 @@
+"""Reading run stores: :func:`open_run`, :func:`open_runs`, :class:`Run`, :class:`Runs`."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+import dask.array as dsa
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ._version import __version__
+from .dims import RUN, STEP
+from .store.backend import Backend, open_backend
+from .store.format import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    META_KEY,
+    SCALAR_VAR,
+    SCALARS,
+    STEP_VAR,
+    TENSOR_VAR,
+    TENSORS,
+    major,
+)
+from .store.names import decode_name
+
+DEFAULT_DASK_CHUNK_BYTES = 64 * 2**20
+"""Steps are grouped into dask chunks of about this many bytes when reading."""
+
+
+@dataclass
+class _Series:
+    """What the reader knows about one series before touching its data."""
+
+    key: str
+    name: str
+    var: str
+    length: int
+    dims: tuple[str, ...]
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    zarr_chunks: tuple[int, ...]
+    attrs: dict[str, Any]
+    steps: np.ndarray = field(repr=False)
+    array: Any = field(repr=False)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+def _read_json(backend: Backend, key: str) -> dict[str, Any] | None:
+    raw = backend.read(key)
+    return None if raw is None else json.loads(raw)
+
+
+def _fmt_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def _fmt_steps(steps: np.ndarray) -> str:
+    if len(steps) == 0:
+        return "no steps"
+    if len(steps) == 1:
+        return f"step {steps[0]}"
+    return f"steps {steps[0]}…{steps[-1]}"
+
+
+class Run:
+    """A run store opened for reading: lazy, dask-backed, nothing loaded.
+
+    Use :func:`open_run` to make one.
+
+    Attributes
+    ----------
+    store : str
+        The path or URL the run was opened from.
+    attrs : dict
+        The ``attrs`` given to the :class:`~tensorstats.Recorder`, plus the
+        ``"tensorstats"`` entry (format version, library version, codec, ...).
+    """
+
+    def __init__(self, store: str | os.PathLike[str], *,
+                 storage_options: Mapping[str, Any] | None = None,
+                 chunk_bytes: int = DEFAULT_DASK_CHUNK_BYTES) -> None:
+        import zarr
+
+        self._backend = open_backend(store, storage_options)
+        self.store = self._backend.url
+        self._chunk_bytes = chunk_bytes
+        root = _read_json(self._backend, "zarr.json")
+        if root is None:
+            raise FileNotFoundError(f"no run store at {self.store!r} (no zarr.json there)")
+        self.attrs: dict[str, Any] = root.get("attributes", {})
+        meta = self.attrs.get(META_KEY, {})
+        if meta.get("format") != FORMAT_NAME:
+            raise ValueError(f"{self.store!r} is not a tensorstats run store")
+        version = meta.get("format_version", "0")
+        if major(version) != major(FORMAT_VERSION):
+            raise ValueError(
+                f"{self.store!r} uses store format {version}; tensorstats {__version__} reads "
+                f"format {major(FORMAT_VERSION)}.x")
+        self._zarr = zarr.open_group(self._backend.zarr_store(read_only=True), mode="r",
+                                     use_consolidated=False)
+        self._tensors: dict[str, dict[str, _Series]] = {}
+        for kind_key in self._backend.children(TENSORS):
+            kind_meta = _read_json(self._backend, f"{TENSORS}/{kind_key}/zarr.json")
+            if kind_meta is None:
+                continue
+            kind = kind_meta.get("attributes", {}).get(META_KEY, {}).get("kind",
+                                                                         decode_name(kind_key))
+            layers = {}
+            for layer_key in self._backend.children(f"{TENSORS}/{kind_key}"):
+                series = self._open_series(f"{TENSORS}/{kind_key}/{layer_key}", TENSOR_VAR, "layer")
+                if series is not None:
+                    layers[series.name] = series
+            self._tensors[kind] = dict(sorted(layers.items()))
+        self._tensors = dict(sorted(self._tensors.items()))
+        self._scalars: dict[str, _Series] = {}
+        for name_key in self._backend.children(SCALARS):
+            series = self._open_series(f"{SCALARS}/{name_key}", SCALAR_VAR, "scalar")
+            if series is not None:
+                self._scalars[series.name] = series
+        self._cache: dict[tuple[str, str], xr.DataArray] = {}
+
+    def _open_series(self, key: str, var: str, name_attr: str) -> _Series | None:
+        group = _read_json(self._backend, f"{key}/zarr.json")
+        if group is None:  # a folder the writer had not yet committed
+            return None
+        attrs = group.get("attributes", {})
+        meta = attrs.get(META_KEY, {})
+        name = meta.get(name_attr, decode_name(key.rsplit("/", 1)[-1]))
+        step_arr = self._zarr[f"{key}/{STEP_VAR}"]
+        data_arr = self._zarr[f"{key}/{var}"]
+        # The shortest array is the committed length (see store/series.py).
+        length = min(step_arr.shape[0], data_arr.shape[0])
+        steps = np.asarray(step_arr[:length], dtype=np.int64)
+        dims = tuple(data_arr.metadata.dimension_names)
+        if dims[0] != STEP:
+            raise ValueError(f"{key}/{var} has dims {dims}; expected {STEP!r} first")
+        return _Series(key=key, name=name, var=var, length=length, dims=dims,
+                       shape=(length, *data_arr.shape[1:]), dtype=np.dtype(data_arr.dtype),
+                       zarr_chunks=tuple(data_arr.chunks), attrs=attrs, steps=steps,
+                       array=data_arr)
+
+    # ---------------------------------------------------------------- access
+    @property
+    def kinds(self) -> list[str]:
+        """Sorted tensor kinds in the store, e.g. ``["feature", "weight"]``."""
+        return list(self._tensors)
+
+    def layers(self, kind: str) -> list[str]:
+        """Sorted layer names recorded under ``kind``."""
+        if kind not in self._tensors:
+            raise KeyError(f"no kind {kind!r} in {self.store!r}; kinds: {self.kinds}")
+        return list(self._tensors[kind])
+
+    @property
+    def steps(self) -> np.ndarray:
+        """Every step at which anything was recorded, sorted."""
+        all_steps = [s.steps for k in self._tensors.values() for s in k.values()]
+        all_steps += [s.steps for s in self._scalars.values()]
+        if not all_steps:
+            return np.empty(0, np.int64)
+        return np.unique(np.concatenate(all_steps))
+
+    def _dataarray(self, series: _Series) -> xr.DataArray:
+        chunk_nbytes = int(np.prod(series.zarr_chunks[1:], dtype=np.int64)) * series.dtype.itemsize
+        per = max(1, self._chunk_bytes // max(chunk_nbytes, 1))
+        if series.zarr_chunks[0] > 1:  # multi-step chunks (scalars): align to them
+            per = series.zarr_chunks[0] * max(1, per // series.zarr_chunks[0])
+        chunks = (per, *series.zarr_chunks[1:])
+        name = f"tensorstats-{self.store}-{series.key}-{series.length}"
+        data = dsa.from_array(series.array, chunks=chunks, lock=False, asarray=True,
+                              name=name, meta=np.empty((0,) * len(series.dims), series.dtype))
+        data = data[: series.length]
+        attrs = dict(series.attrs.get(META_KEY, {}))
+        return xr.DataArray(data, dims=series.dims, coords={STEP: series.steps},
+                            name=series.name, attrs=attrs)
+
+    def __getitem__(self, key: tuple[str, str]) -> xr.DataArray:
+        """``run[kind, layer]``: the series as a lazy DataArray over ``step``."""
+        if not (isinstance(key, tuple) and len(key) == 2):
+            raise KeyError(f"index a Run with (kind, layer), e.g. run['weight', 'fc.weight']; "
+                           f"got {key!r}")
+        kind, layer = key
+        if key not in self._cache:
+            layers = self._tensors.get(kind)
+            if layers is None:
+                raise KeyError(f"no kind {kind!r} in {self.store!r}; kinds: {self.kinds}")
+            if layer not in layers:
+                raise KeyError(f"no layer {layer!r} of kind {kind!r} in {self.store!r}; "
+                               f"layers: {list(layers)}")
+            self._cache[key] = self._dataarray(layers[layer])
+        return self._cache[key]
+
+    def __contains__(self, key: object) -> bool:
+        return (isinstance(key, tuple) and len(key) == 2
+                and key[0] in self._tensors and key[1] in self._tensors[key[0]])
+
+    def items(self) -> Iterable[tuple[tuple[str, str], xr.DataArray]]:
+        """Every ``((kind, layer), DataArray)`` pair, lazily."""
+        for kind, layers in self._tensors.items():
+            for layer in layers:
+                yield (kind, layer), self[kind, layer]
+
+    @cached_property
+    def scalars(self) -> xr.Dataset:
+        """Every scalar series in one Dataset over ``step`` (outer join, NaN where absent)."""
+        arrays = [self._dataarray(s).rename(name) for name, s in self._scalars.items()]
+        if not arrays:
+            return xr.Dataset(coords={STEP: np.empty(0, np.int64)})
+        ds = xr.merge(arrays, join="outer", compat="no_conflicts", combine_attrs="drop")
+        return ds
+
+    @cached_property
+    def tree(self) -> xr.DataTree:
+        """The whole store as an ``xr.DataTree``, node paths as stored (encoded names)."""
+        nodes: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs=self.attrs)}
+        for kind, layers in self._tensors.items():
+            for layer, s in layers.items():
+                nodes[s.key] = xr.Dataset({TENSOR_VAR: self[kind, layer].rename(None)},
+                                          attrs=s.attrs)
+        for s in self._scalars.values():
+            nodes[s.key] = xr.Dataset({SCALAR_VAR: self._dataarray(s).rename(None)}, attrs=s.attrs)
+        return xr.DataTree.from_dict(nodes)
+
+    def __repr__(self) -> str:
+        meta = self.attrs.get(META_KEY, {})
+        user = {k: v for k, v in self.attrs.items() if k != META_KEY}
+        lines = [f"<tensorstats.Run {self.store!r}>",
+                 f"  format {meta.get('format_version')}, written by tensorstats "
+                 f"{meta.get('version')}, codec {meta.get('codec')}"]
+        if user:
+            lines.append("  attrs: " + ", ".join(f"{k}={v!r}" for k, v in user.items()))
+        if self._scalars:
+            lines.append("  scalars: " + ", ".join(
+                f"{n} ({len(s.steps)}, {_fmt_steps(s.steps)})" for n, s in self._scalars.items()))
+        total = 0
+        for kind, layers in self._tensors.items():
+            lines.append(f"  {kind} ({len(layers)} layers):")
+            width = max((len(n) for n in layers), default=0)
+            for name, s in layers.items():
+                sizes = ", ".join(f"{d}: {n}" for d, n in zip(s.dims, s.shape))
+                total += s.nbytes
+                lines.append(f"    {name:<{width}}  ({sizes})  {s.dtype.name}  "
+                             f"{_fmt_bytes(s.nbytes)}  {_fmt_steps(s.steps)}")
+        if not self._tensors and not self._scalars:
+            lines.append("  (empty)")
+        lines.append(f"  total tensor data: {_fmt_bytes(total)}")
+        return "\n".join(lines)
+
+
+def open_run(store: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None,
+             chunk_bytes: int = DEFAULT_DASK_CHUNK_BYTES) -> Run:
+    """Open a run store for reading, lazily.
+
+    Parameters
+    ----------
+    store
+        A local folder or an fsspec URL (``"s3://bucket/run.zarr"``).
+    storage_options
+        Passed to fsspec for URLs.
+    chunk_bytes
+        Consecutive steps are grouped into dask chunks of about this size.
+
+    Returns
+    -------
+    Run
+        ``run.kinds``, ``run.layers(kind)``, ``run[kind, layer]`` (an
+        ``xr.DataArray`` with dims ``("step", "channel", ...)``),
+        ``run.scalars``, ``run.attrs`` and ``run.tree``.
+
+    Notes
+    -----
+    A store whose writer was killed opens too: each series shows every step
+    committed before the kill.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os, tensorstats as ts
+    >>> path = os.path.join(tempfile.mkdtemp(), "run.zarr")
+    >>> with ts.Recorder(path) as rec:
+    ...     rec.record("feature", "conv1", np.zeros((8, 4, 5, 5)), step=0, channel_axis=1)
+    >>> run = ts.open_run(path)
+    >>> run.kinds, run.layers("feature")
+    (['feature'], ['conv1'])
+    >>> run["feature", "conv1"].dims
+    ('step', 'channel', 'dim_0', 'dim_2', 'dim_3')
+    """
+    return Run(store, storage_options=storage_options, chunk_bytes=chunk_bytes)
+
+
+class Runs:
+    """Several runs side by side; tensors gain a leading ``run`` dim.
+
+    Use :func:`open_runs` to make one. Series are aligned on ``step`` by
+    label (outer join): a step one run logged and another did not is NaN in
+    the other, never shifted.
+    """
+
+    def __init__(self, runs: Mapping[str, Run]) -> None:
+        if not runs:
+            raise ValueError("open_runs needs at least one run")
+        self.runs: dict[str, Run] = dict(runs)
+
+    @property
+    def names(self) -> list[str]:
+        """Run names, in the order given; the coordinate of the ``run`` dim."""
+        return list(self.runs)
+
+    @property
+    def kinds(self) -> list[str]:
+        """Kinds present in any run, sorted."""
+        return sorted({k for r in self.runs.values() for k in r.kinds})
+
+    def layers(self, kind: str) -> list[str]:
+        """Layers of ``kind`` present in any run, sorted."""
+        return sorted({lay for r in self.runs.values() if kind in r.kinds for lay in r.layers(kind)})
+
+    @property
+    def attrs(self) -> dict[str, dict[str, Any]]:
+        """Each run's attrs, by run name."""
+        return {n: r.attrs for n, r in self.runs.items()}
+
+    def _stack(self, arrays: dict[str, xr.DataArray | xr.Dataset]) -> Any:
+        index = pd.Index(list(arrays), name=RUN)
+        return xr.concat(list(arrays.values()), dim=index, join="outer", fill_value=np.nan,
+                         combine_attrs="drop_conflicts")
+
+    def __getitem__(self, key: tuple[str, str]) -> xr.DataArray:
+        """``runs[kind, layer]``: dims ``("run", "step", ...)``, steps outer-joined."""
+        missing = [n for n, r in self.runs.items() if key not in r]
+        if missing:
+            raise KeyError(f"{key!r} is missing from runs {missing}")
+        arrays = {n: r[key] for n, r in self.runs.items()}
+        first_name, first = next(iter(arrays.items()))
+        for n, a in arrays.items():
+            other = {d: s for d, s in a.sizes.items() if d != STEP}
+            expected = {d: s for d, s in first.sizes.items() if d != STEP}
+            if other != expected:
+                raise ValueError(f"{key!r} has sizes {other} in run {n!r} but {expected} in run "
+                                 f"{first_name!r}; only runs of the same shape can be stacked")
+        steps = [a.indexes[STEP] for a in arrays.values()]
+        if any(not s.equals(steps[0]) for s in steps):
+            arrays = {n: a if a.dtype.kind == "f" else a.astype(np.float64)
+                      for n, a in arrays.items()}
+        return self._stack(arrays)
+
+    @cached_property
+    def scalars(self) -> xr.Dataset:
+        """Scalars of every run, stacked along ``run`` (outer join on ``step``)."""
+        return self._stack({n: r.scalars for n, r in self.runs.items()})
+
+    def __repr__(self) -> str:
+        body = "\n".join(f"  {n}: {r.store!r} ({len(r.kinds)} kinds, {len(r.steps)} steps)"
+                         for n, r in self.runs.items())
+        return f"<tensorstats.Runs, {len(self.runs)} runs>\n{body}"
+
+
+def open_runs(stores: Mapping[str, str | os.PathLike[str]] | Sequence[str | os.PathLike[str]], *,
+              storage_options: Mapping[str, Any] | None = None,
+              chunk_bytes: int = DEFAULT_DASK_CHUNK_BYTES) -> Runs:
+    """Open several runs to compare them; tensors gain a leading ``run`` dim.
+
+    Parameters
+    ----------
+    stores
+        ``{name: path}``, or a list of paths (each named by its file name
+        without ``.zarr``).
+    storage_options
+        Passed to fsspec for URLs.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os, tensorstats as ts
+    >>> tmp = tempfile.mkdtemp()
+    >>> for name, steps in {"a": [0, 10, 20], "b": [0, 20]}.items():
+    ...     with ts.Recorder(os.path.join(tmp, name + ".zarr")) as rec:
+    ...         for s in steps:
+    ...             rec.record("weight", "w", np.full(3, float(s)), step=s)
+    >>> runs = ts.open_runs({n: os.path.join(tmp, n + ".zarr") for n in "ab"})
+    >>> runs["weight", "w"].sel(channel=0).values
+    array([[ 0., 10., 20.],
+           [ 0., nan, 20.]])
+    """
+    if isinstance(stores, Mapping):
+        named = dict(stores)
+    else:
+        named = {}
+        for s in stores:
+            name = os.path.basename(os.fspath(s).rstrip("/"))
+            name = name[: -len(".zarr")] if name.endswith(".zarr") else name
+            if name in named:
+                raise ValueError(f"two runs would be named {name!r}; pass a dict of names")
+            named[name] = s
+    return Runs({n: open_run(p, storage_options=storage_options, chunk_bytes=chunk_bytes)
+                 for n, p in named.items()})

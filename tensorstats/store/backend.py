@@ -1,0 +1,233 @@
+"""Key-value access to a run store: a local folder or any fsspec URL.
+
+The writer needs four things from a store: write a key, read a key, list the
+children of a prefix and remove everything. A key is a ``/``-separated path
+relative to the store's root, such as ``tensors/weight/conv1.weight/zarr.json``.
+
+Two implementations share the small :class:`Backend` interface:
+
+* :class:`LocalBackend` writes files directly. A write that replaces a key
+  already in the store goes to a temporary file in the same folder and is
+  moved into place with :func:`os.replace`, which is atomic on POSIX and
+  Windows: a process killed at any moment leaves the old or the new content,
+  never a torn file.
+* :class:`FsspecBackend` writes through :mod:`fsspec` (``memory://``,
+  ``s3://``, ``gcs://`` ...). Object stores replace a whole object per ``PUT``,
+  so every write there is already atomic.
+
+Reading for analysis does not use this module: it goes through ``zarr`` and
+``xarray`` (see :mod:`tensorstats.run`), which is the point of the format.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+_tmp_counter = itertools.count()
+
+
+class Backend(ABC):
+    """Minimal key-value interface used by the writer."""
+
+    url: str
+    """Where the store lives, as the user gave it (a path or a URL)."""
+
+    @abstractmethod
+    def write(self, key: str, data: bytes | memoryview, *, replace: bool) -> None:
+        """Store ``data`` under ``key``.
+
+        ``replace=True`` means the key may already hold committed data; the
+        write must then be atomic. ``replace=False`` promises the key is new
+        (or holds nothing a reader can see), so a plain write is enough.
+        """
+
+    @abstractmethod
+    def read(self, key: str) -> bytes | None:
+        """Content of ``key``, or ``None`` where there is no such key."""
+
+    @abstractmethod
+    def children(self, prefix: str) -> list[str]:
+        """Names directly below ``prefix`` (``""`` is the root), sorted."""
+
+    @abstractmethod
+    def exists(self) -> bool:
+        """Whether anything exists at the store's root location."""
+
+    @abstractmethod
+    def is_empty(self) -> bool:
+        """Whether the root location holds nothing (or does not exist)."""
+
+    @abstractmethod
+    def remove_all(self) -> None:
+        """Delete the whole store."""
+
+    @abstractmethod
+    def zarr_store(self, *, read_only: bool = True) -> Any:
+        """A ``zarr.abc.store.Store`` on the same location, for reading."""
+
+
+class LocalBackend(Backend):
+    """A store in a local folder."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.url = os.fspath(path)
+        self.root = Path(path).expanduser().absolute()
+        self._made_dirs: set[Path] = set()
+
+    def _path(self, key: str) -> Path:
+        # Keys are built from encoded names only (see names.py); this is a
+        # second line of defence against anything that would leave the root.
+        parts = key.split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"refusing unsafe store key {key!r}")
+        return self.root.joinpath(*parts)
+
+    def _mkdir(self, folder: Path) -> None:
+        if folder not in self._made_dirs:
+            folder.mkdir(parents=True, exist_ok=True)
+            self._made_dirs.add(folder)
+
+    def write(self, key: str, data: bytes | memoryview, *, replace: bool) -> None:
+        path = self._path(key)
+        self._mkdir(path.parent)
+        if not replace:
+            with open(path, "wb") as f:
+                f.write(data)
+            return
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_counter)}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self._path(key).read_bytes()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+
+    def children(self, prefix: str) -> list[str]:
+        folder = self._path(prefix) if prefix else self.root
+        try:
+            return sorted(
+                e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")
+            )
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def exists(self) -> bool:
+        return self.root.exists()
+
+    def is_empty(self) -> bool:
+        if not self.root.exists():
+            return True
+        if not self.root.is_dir():
+            return False
+        return next(os.scandir(self.root), None) is None
+
+    def remove_all(self) -> None:
+        if self.root.is_dir():
+            shutil.rmtree(self.root)
+        elif self.root.exists():
+            self.root.unlink()
+        self._made_dirs.clear()
+
+    def zarr_store(self, *, read_only: bool = True) -> Any:
+        from zarr.storage import LocalStore
+
+        return LocalStore(self.root, read_only=read_only)
+
+
+class FsspecBackend(Backend):
+    """A store at an fsspec URL such as ``memory://run.zarr`` or ``s3://b/run.zarr``."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None):
+        import fsspec
+
+        self.url = url
+        self.storage_options = dict(storage_options or {})
+        self.fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
+        self.root = root.rstrip("/")
+
+    def _path(self, key: str) -> str:
+        parts = key.split("/")
+        if any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"refusing unsafe store key {key!r}")
+        return f"{self.root}/{key}"
+
+    def write(self, key: str, data: bytes | memoryview, *, replace: bool) -> None:
+        self.fs.pipe_file(self._path(key), bytes(data))
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(self._path(key))
+        except FileNotFoundError:
+            return None
+
+    def children(self, prefix: str) -> list[str]:
+        folder = self._path(prefix) if prefix else self.root
+        try:
+            entries = self.fs.ls(folder, detail=True)
+        except FileNotFoundError:
+            return []
+        names = [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"]
+        return sorted(n for n in names if not n.startswith("."))
+
+    def exists(self) -> bool:
+        return bool(self.fs.exists(self.root))
+
+    def is_empty(self) -> bool:
+        if not self.fs.exists(self.root):
+            return True
+        if not self.fs.isdir(self.root):
+            return False
+        return len(self.fs.ls(self.root, detail=False)) == 0
+
+    def remove_all(self) -> None:
+        if self.fs.exists(self.root):
+            self.fs.rm(self.root, recursive=True)
+
+    def zarr_store(self, *, read_only: bool = True) -> Any:
+        from zarr.storage import FsspecStore
+
+        return FsspecStore.from_url(
+            self.url, storage_options=self.storage_options or None, read_only=read_only
+        )
+
+
+def open_backend(
+    store: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+) -> Backend:
+    """Pick the backend for a path or URL.
+
+    Plain paths and ``file://`` URLs are local folders; anything else with a
+    ``protocol://`` prefix goes through fsspec with ``storage_options``.
+
+    Examples
+    --------
+    >>> type(open_backend("runs/a.zarr")).__name__
+    'LocalBackend'
+    >>> type(open_backend("memory://runs/a.zarr")).__name__
+    'FsspecBackend'
+    """
+    if isinstance(store, os.PathLike):
+        store = os.fspath(store)
+    if not isinstance(store, str):
+        raise TypeError(f"store must be a path or URL string, got {type(store).__name__}")
+    if "://" in store:
+        protocol, rest = store.split("://", 1)
+        if protocol in ("file", "local") and not storage_options:
+            return LocalBackend(rest)
+        return FsspecBackend(store, storage_options)
+    if storage_options:
+        raise ValueError("storage_options only apply to fsspec URLs such as 's3://...'")
+    return LocalBackend(store)

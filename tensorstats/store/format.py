@@ -1,0 +1,148 @@
+"""The run-store format: constants, codecs and Zarr v3 metadata documents.
+
+Everything a reader in another language needs is described in
+``docs/format.md``; this module is the Python side of that contract.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Final
+
+import numpy as np
+
+FORMAT_NAME: Final = "tensorstats.run"
+FORMAT_VERSION: Final = "1.0"
+"""``MAJOR.MINOR``. Readers accept any minor of a major they know; a minor
+bump only adds optional arrays or attributes."""
+
+META_KEY: Final = "tensorstats"
+"""Attribute key holding tensorstats' own metadata on every node it writes."""
+
+TENSORS: Final = "tensors"
+SCALARS: Final = "scalars"
+TENSOR_VAR: Final = "tensor"
+SCALAR_VAR: Final = "value"
+STEP_VAR: Final = "step"
+
+STEP_CHUNK: Final = 1024
+"""Steps per chunk of the ``step`` coordinate and of scalar series."""
+
+DEFAULT_CHUNK_BYTES: Final = 16 * 2**20
+"""Largest uncompressed chunk of a tensor series before it splits along channels."""
+
+CODECS: Final = ("none", "lz4", "zstd")
+DEFAULT_CODEC: Final = "none"
+"""Chosen from ``benchmarks/write_throughput.py``; see ``docs/benchmarks.md``."""
+
+STORED_DTYPES: Final = frozenset(
+    ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+     "float16", "float32", "float64"]
+)
+"""Zarr v3 core data types used by the format (names equal NumPy's)."""
+
+
+def major(version: str) -> int:
+    """Major number of a ``MAJOR.MINOR`` version string.
+
+    Examples
+    --------
+    >>> major("1.3")
+    1
+    """
+    return int(str(version).split(".", 1)[0])
+
+
+def fill_value(dtype: np.dtype) -> Any:
+    """JSON fill value for a stored dtype (never visible to readers)."""
+    if dtype.kind == "f":
+        return "NaN"
+    if dtype.kind == "b":
+        return False
+    return 0
+
+
+def codec_chain(codec: str, dtype: np.dtype) -> list[dict[str, Any]]:
+    """Zarr v3 ``codecs`` list for one of :data:`CODECS`."""
+    chain: list[dict[str, Any]] = [{"name": "bytes", "configuration": {"endian": "little"}}]
+    if codec == "none":
+        return chain
+    if codec == "lz4":
+        chain.append({"name": "blosc", "configuration": {
+            "cname": "lz4", "clevel": 5, "shuffle": "bitshuffle",
+            "typesize": int(dtype.itemsize), "blocksize": 0}})
+        return chain
+    if codec == "zstd":
+        chain.append({"name": "zstd", "configuration": {"level": 3, "checksum": False}})
+        return chain
+    raise ValueError(f"unknown codec {codec!r}; expected one of {CODECS}")
+
+
+class ChunkEncoder:
+    """Turns a C-contiguous little-endian array into the bytes of one chunk."""
+
+    def __init__(self, codec: str):
+        self.codec = codec
+        if codec == "none":
+            self._compressor = None
+        elif codec == "lz4":
+            from numcodecs import Blosc
+
+            self._compressor = Blosc(cname="lz4", clevel=5, shuffle=Blosc.BITSHUFFLE, blocksize=0)
+        elif codec == "zstd":
+            from numcodecs import Zstd
+
+            self._compressor = Zstd(level=3)
+        else:
+            raise ValueError(f"unknown codec {codec!r}; expected one of {CODECS}")
+
+    def encode(self, chunk: np.ndarray) -> bytes | memoryview:
+        if self._compressor is None:
+            return memoryview(chunk).cast("B")
+        return self._compressor.encode(chunk)
+
+
+def array_metadata(
+    *,
+    shape: Sequence[int],
+    dtype: np.dtype,
+    chunks: Sequence[int],
+    dims: Sequence[str],
+    codec: str,
+    attributes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The ``zarr.json`` document of one array."""
+    return {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": [int(s) for s in shape],
+        "data_type": dtype.name,
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [int(c) for c in chunks]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": fill_value(dtype),
+        "codecs": codec_chain(codec, dtype),
+        "attributes": attributes or {},
+        "dimension_names": list(dims),
+    }
+
+
+def group_metadata(attributes: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The ``zarr.json`` document of one group."""
+    return {"zarr_format": 3, "node_type": "group", "attributes": attributes or {}}
+
+
+def dumps(doc: dict[str, Any]) -> bytes:
+    """Serialise a metadata document (strict JSON: no NaN literals)."""
+    return json.dumps(doc, indent=1, allow_nan=False).encode("utf-8")
+
+
+def chunk_key(array_key: str, index: Sequence[int]) -> str:
+    """Key of one chunk under the ``default`` encoding with ``/`` separator.
+
+    Examples
+    --------
+    >>> chunk_key("tensors/weight/w/tensor", (3, 0, 0))
+    'tensors/weight/w/tensor/c/3/0/0'
+    """
+    return "/".join([array_key, "c", *map(str, index)])

@@ -1,0 +1,194 @@
+"""Append-only series: the crash-safe write protocol of the run store.
+
+A *series* is one Zarr group holding a ``step`` coordinate and one or more
+payload arrays whose first dimension is ``step``. Appending step ``n`` does,
+in this order:
+
+1. write the payload chunk(s) of row ``n``. Tensor payloads use one step per
+   chunk, so these are new keys and no earlier step is rewritten;
+2. write the chunk of the ``step`` coordinate that holds row ``n`` (1024 steps
+   per chunk, replaced atomically, so the labels already there survive any
+   crash);
+3. rewrite each payload's ``zarr.json`` with the new shape, then the ``step``
+   array's ``zarr.json`` last (each an atomic replace).
+
+Until step 3 the new row is beyond every array's shape and invisible. A crash
+inside step 3 can leave arrays one row apart; readers take the shortest length
+of the series' arrays, and reopening with ``mode="a"`` repairs the metadata.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .backend import Backend
+from .format import (
+    STEP_CHUNK,
+    STEP_VAR,
+    ChunkEncoder,
+    array_metadata,
+    chunk_key,
+    dumps,
+    fill_value,
+    group_metadata,
+)
+
+
+@dataclass
+class AppendArray:
+    """One Zarr v3 array that grows along its first (``step``) axis."""
+
+    key: str
+    row_shape: tuple[int, ...]
+    dtype: np.dtype
+    dims: tuple[str, ...]
+    codec: str = "none"
+    step_chunk: int = 1
+    split: int = 0
+    """Rows per chunk along the first non-step axis (0: the whole axis)."""
+    attributes: dict[str, Any] = field(default_factory=dict)
+    _encoder: ChunkEncoder = field(init=False, repr=False)
+    _tail: np.ndarray | None = field(default=None, init=False, repr=False)
+    _tail_index: int = field(default=-1, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.step_chunk > 1 and self.codec != "none":
+            raise ValueError("multi-step chunks are stored uncompressed")
+        self._encoder = ChunkEncoder(self.codec)
+        if self.row_shape and not self.split:
+            self.split = self.row_shape[0]
+
+    @property
+    def chunks(self) -> tuple[int, ...]:
+        if not self.row_shape:
+            return (self.step_chunk,)
+        return (self.step_chunk, self.split, *self.row_shape[1:])
+
+    def metadata(self, length: int) -> bytes:
+        return dumps(array_metadata(
+            shape=(length, *self.row_shape), dtype=self.dtype, chunks=self.chunks,
+            dims=self.dims, codec=self.codec, attributes=self.attributes))
+
+    def write_row(self, backend: Backend, index: int, row: np.ndarray) -> None:
+        """Write the chunk(s) holding row ``index``; the row stays invisible."""
+        if self.step_chunk == 1:
+            rest = (0,) * max(len(self.row_shape) - 1, 0)
+            if not self.row_shape:
+                backend.write(chunk_key(self.key, (index,)),
+                              self._encoder.encode(row.reshape(1)), replace=False)
+                return
+            for j, start in enumerate(range(0, self.row_shape[0], self.split)):
+                piece = row[start:start + self.split]
+                if piece.shape[0] < self.split:  # edge chunks are stored full size
+                    pad = np.full((self.split, *piece.shape[1:]), np.nan if self.dtype.kind == "f" else 0,
+                                  dtype=self.dtype)
+                    pad[: piece.shape[0]] = piece
+                    piece = pad
+                piece = np.ascontiguousarray(piece)
+                backend.write(chunk_key(self.key, (index, j, *rest)),
+                              self._encoder.encode(piece), replace=False)
+            return
+        chunk_index, offset = divmod(index, self.step_chunk)
+        if self._tail is None or self._tail_index != chunk_index:
+            self._tail = self._load_tail(backend, chunk_index)
+            self._tail_index = chunk_index
+        self._tail[offset] = row
+        rest = (0,) * len(self.row_shape)
+        backend.write(chunk_key(self.key, (chunk_index, *rest)),
+                      memoryview(self._tail).cast("B"), replace=True)
+
+    def _load_tail(self, backend: Backend, chunk_index: int) -> np.ndarray:
+        rest = (0,) * len(self.row_shape)
+        raw = backend.read(chunk_key(self.key, (chunk_index, *rest)))
+        shape = (self.step_chunk, *self.row_shape)
+        if raw is not None and len(raw) == int(np.prod(shape)) * self.dtype.itemsize:
+            return np.frombuffer(raw, dtype=self.dtype.newbyteorder("<")).reshape(shape).copy()
+        fv = fill_value(self.dtype)
+        return np.full(shape, np.nan if fv == "NaN" else fv, dtype=self.dtype)
+
+    def read_rows(self, backend: Backend, length: int) -> np.ndarray:
+        """All committed rows of a multi-step-chunk array (used on resume)."""
+        out = []
+        for ci in range(-(-length // self.step_chunk)):
+            out.append(self._load_tail(backend, ci))
+        if not out:
+            return np.empty((0, *self.row_shape), self.dtype)
+        return np.concatenate(out)[:length]
+
+    @classmethod
+    def from_metadata(cls, key: str, meta: dict[str, Any]) -> tuple[AppendArray, int]:
+        """Rebuild an array from its ``zarr.json``; also returns its length."""
+        names = [c["name"] for c in meta["codecs"]]
+        codec = "lz4" if "blosc" in names else "zstd" if "zstd" in names else "none"
+        chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
+        shape = meta["shape"]
+        arr = cls(key=key, row_shape=tuple(shape[1:]), dtype=np.dtype(meta["data_type"]),
+                  dims=tuple(meta["dimension_names"]), codec=codec, step_chunk=chunks[0],
+                  split=chunks[1] if len(chunks) > 1 else 0,
+                  attributes=meta.get("attributes", {}))
+        return arr, int(shape[0])
+
+
+class SeriesWriter:
+    """A group with a ``step`` coordinate and payload arrays, appended together."""
+
+    def __init__(self, backend: Backend, key: str, payload: dict[str, AppendArray],
+                 attributes: dict[str, Any], *, length: int = 0, last_step: int | None = None):
+        self.backend = backend
+        self.key = key
+        self.payload = payload
+        self.attributes = attributes
+        self.step = AppendArray(key=f"{key}/{STEP_VAR}", row_shape=(), dtype=np.dtype("int64"),
+                                dims=(STEP_VAR,), step_chunk=STEP_CHUNK)
+        self.length = length
+        self.last_step = last_step
+
+    def create(self) -> None:
+        """Write the empty group and arrays (length 0)."""
+        self.backend.write(f"{self.key}/zarr.json", dumps(group_metadata(self.attributes)),
+                           replace=True)
+        for arr in (*self.payload.values(), self.step):
+            self.backend.write(f"{arr.key}/zarr.json", arr.metadata(0), replace=True)
+
+    def append(self, step: int, rows: dict[str, np.ndarray]) -> None:
+        """Append one step. When this returns, the step is committed."""
+        n = self.length
+        for name, arr in self.payload.items():
+            arr.write_row(self.backend, n, rows[name])
+        self.step.write_row(self.backend, n, np.asarray(step, dtype=np.int64))
+        for arr in (*self.payload.values(), self.step):
+            self.backend.write(f"{arr.key}/zarr.json", arr.metadata(n + 1), replace=True)
+        self.length = n + 1
+        self.last_step = step
+
+    @classmethod
+    def load(cls, backend: Backend, key: str, array_names: Sequence[str]) -> SeriesWriter | None:
+        """Reopen an existing series, repairing a half-committed append."""
+        raw = backend.read(f"{key}/zarr.json")
+        if raw is None:
+            return None
+        attributes = json.loads(raw).get("attributes", {})
+        payload: dict[str, AppendArray] = {}
+        lengths = {}
+        for name in (*array_names, STEP_VAR):
+            meta_raw = backend.read(f"{key}/{name}/zarr.json")
+            if meta_raw is None:
+                raise ValueError(f"store is damaged: {key}/{name}/zarr.json is missing")
+            arr, lengths[name] = AppendArray.from_metadata(f"{key}/{name}", json.loads(meta_raw))
+            if name != STEP_VAR:
+                payload[name] = arr
+        length = min(lengths.values())
+        series = cls(backend, key, payload, attributes, length=length)
+        steps = series.step.read_rows(backend, length)
+        if length and not np.all(np.diff(steps) > 0):
+            raise ValueError(f"store is damaged: steps of {key} are not increasing")
+        series.last_step = int(steps[-1]) if length else None
+        for name, arr in (*payload.items(), (STEP_VAR, series.step)):
+            if lengths[name] != length:  # a crash between two metadata writes
+                backend.write(f"{arr.key}/zarr.json", arr.metadata(length), replace=True)
+        return series
