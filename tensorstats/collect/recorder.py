@@ -14,7 +14,7 @@ import numpy as np
 from .._version import __version__
 from ..dims import CHANNEL, RESERVED, STEP, default_dim
 from ..store.backend import Backend, open_backend
-from ..store.consolidate import CONSOLIDATED, consolidate, unconsolidate
+from ..store.consolidate import consolidate, unconsolidate
 from ..store.format import (
     CODECS,
     DEFAULT_CHUNK_BYTES,
@@ -139,10 +139,7 @@ class Recorder:
             self._backend.remove_all()
             root = None
         if mode == "a" and root is not None:
-            unconsolidate(self._backend)
-            root_doc = json.loads(root)
-            root_doc.pop(CONSOLIDATED, None)
-            self._resume(root_doc, user_attrs)
+            self._resume(json.loads(root), user_attrs)
         else:
             if mode == "a" and not self._backend.is_empty():
                 raise FileExistsError(
@@ -191,6 +188,9 @@ class Recorder:
                 f"attrs {sorted(conflicts)} differ from those stored in {self.store!r}: "
                 + ", ".join(f"{k}: stored {attrs[k]!r}, given {user_attrs[k]!r}"
                             for k in sorted(conflicts)))
+        # Everything is checked; only now may the store change. Consolidated
+        # metadata goes first, so no reader ever sees a stale snapshot.
+        unconsolidate(self._backend)
         self._root_attrs = {**attrs, **user_attrs}
         if user_attrs:
             self._backend.write("zarr.json", dumps(group_metadata(self._root_attrs)), replace=True)

@@ -118,9 +118,7 @@ class LocalBackend(Backend):
     def children(self, prefix: str) -> list[str]:
         folder = self._path(prefix) if prefix else self.root
         try:
-            return sorted(
-                e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith(".")
-            )
+            return sorted(e.name for e in os.scandir(folder) if e.is_dir())
         except (FileNotFoundError, NotADirectoryError):
             return []
 
@@ -179,8 +177,9 @@ class FsspecBackend(Backend):
             entries = self.fs.ls(folder, detail=True)
         except FileNotFoundError:
             return []
-        names = [e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"]
-        return sorted(n for n in names if not n.startswith("."))
+        return sorted(
+            e["name"].rstrip("/").rsplit("/", 1)[-1] for e in entries if e["type"] == "directory"
+        )
 
     def exists(self) -> bool:
         return bool(self.fs.exists(self.root))
