@@ -251,7 +251,7 @@ class Run:
             lines.append(f"  {kind} ({len(layers)} layers):")
             width = max((len(n) for n in layers), default=0)
             for name, s in layers.items():
-                sizes = ", ".join(f"{d}: {n}" for d, n in zip(s.dims, s.shape))
+                sizes = ", ".join(f"{d}: {n}" for d, n in zip(s.dims, s.shape, strict=True))
                 total += s.nbytes
                 lines.append(f"    {name:<{width}}  ({sizes})  {s.dtype.name}  "
                              f"{_fmt_bytes(s.nbytes)}  {_fmt_steps(s.steps)}")
@@ -326,7 +326,8 @@ class Runs:
 
     def layers(self, kind: str) -> list[str]:
         """Layers of ``kind`` present in any run, sorted."""
-        return sorted({lay for r in self.runs.values() if kind in r.kinds for lay in r.layers(kind)})
+        return sorted({layer for r in self.runs.values() if kind in r.kinds
+                       for layer in r.layers(kind)})
 
     @property
     def attrs(self) -> dict[str, dict[str, Any]]:

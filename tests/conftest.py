@@ -39,7 +39,7 @@ class _CountingScheduler:
     def __call__(self, dsk, keys, **kwargs):
         self.total += 1
         if self.total > self.max_computes:
-            raise RuntimeError(f"Too many computes. Total: {self.total} > max: {self.max_computes}.")
+            raise RuntimeError(f"Too many computes: {self.total} > {self.max_computes}")
         return dask.get(dsk, keys, **kwargs)
 
 

@@ -1,4 +1,4 @@
-"""Bad input gets a clear error naming layer, step and expectation; nothing already written is lost."""
+"""Bad input: a clear error naming layer, step and expectation; nothing written is lost."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 import pytest
+from conftest import tree_snapshot
 
 import tensorstats as ts
-from conftest import tree_snapshot
 
 
 @pytest.fixture

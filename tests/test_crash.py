@@ -108,7 +108,7 @@ def test_crash_injected_at_every_write(tmp_path, monkeypatch, torn):
         _record_steps(rec, 0, 2)
         count = [0]
 
-        def dying(self, key, data, *, replace, _k=k):
+        def dying(self, key, data, *, replace, _k=k, count=count):
             if count[0] == _k:
                 if torn and not replace:  # a torn write of a new key: half its bytes
                     orig(self, key, bytes(data)[: len(data) // 2], replace=False)

@@ -134,7 +134,8 @@ def test_scalars_roundtrip_and_outer_join(store):
     sc = ts.open_run(store).scalars
     np.testing.assert_array_equal(sc["step"].values, range(5))
     np.testing.assert_allclose(sc["loss"].values, [1 / (s + 1) for s in range(5)])
-    np.testing.assert_array_equal(sc["lr"].values, [0.1, np.nan, np.nan, float(np.float32(0.05)), np.nan])
+    lr = [0.1, np.nan, np.nan, float(np.float32(0.05)), np.nan]
+    np.testing.assert_array_equal(sc["lr"].values, lr)
     plain = _open_plain(store)["scalars/lr"].ds
     np.testing.assert_array_equal(plain["step"].values, [0, 3])
     np.testing.assert_allclose(plain["value"].values, [0.1, 0.05])

@@ -52,7 +52,7 @@ def to_numpy(value: Any) -> tuple[np.ndarray, str]:
         arr = value
     elif _is_torch_tensor(value):
         return _torch_to_numpy(value)
-    elif hasattr(value, "__array__") or isinstance(value, (list, tuple, int, float, bool, np.generic)):
+    elif hasattr(value, "__array__") or isinstance(value, (list, tuple, int, float, np.generic)):
         arr = np.asarray(value)
     elif hasattr(value, "__dlpack__"):
         arr = np.from_dlpack(value)

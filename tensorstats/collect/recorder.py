@@ -401,7 +401,7 @@ class Recorder:
         step = _check_step(step, where)
         name_key = encode_name(name, what="scalar name")
         try:
-            arr, source_dtype = to_numpy(value)
+            arr, _ = to_numpy(value)
         except (TypeError, ValueError, RuntimeError, BufferError) as e:
             raise TypeError(f"{where}: cannot read the value as a number: {e}") from e
         if arr.dtype.kind not in "biuf" or arr.size != 1:

@@ -85,8 +85,8 @@ class AppendArray:
             for j, start in enumerate(range(0, self.row_shape[0], self.split)):
                 piece = row[start:start + self.split]
                 if piece.shape[0] < self.split:  # edge chunks are stored full size
-                    pad = np.full((self.split, *piece.shape[1:]), np.nan if self.dtype.kind == "f" else 0,
-                                  dtype=self.dtype)
+                    pad = np.full((self.split, *piece.shape[1:]),
+                                  np.nan if self.dtype.kind == "f" else 0, dtype=self.dtype)
                     pad[: piece.shape[0]] = piece
                     piece = pad
                 piece = np.ascontiguousarray(piece)
