@@ -23,7 +23,16 @@ TEST: Final = "test"
 LAG: Final = "lag"
 """Lag dimension of correlation results."""
 
-RESERVED: Final = frozenset({STEP, CHANNEL, RUN, TEST, LAG})
+ELEMENT: Final = "element"
+"""Sampled element positions of a subsampled series (``max_elements``)."""
+
+MOMENT: Final = "moment"
+"""Which streaming moment (count, mean, m2, ...) in a series' ``moments`` array."""
+
+POSITION: Final = "position"
+"""Coordinate on ``element``: the flat position each sampled element came from."""
+
+RESERVED: Final = frozenset({STEP, CHANNEL, RUN, TEST, LAG, ELEMENT, MOMENT, POSITION})
 """Names a user may not give to the other axes of a recorded tensor."""
 
 

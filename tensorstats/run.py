@@ -15,12 +15,15 @@ import pandas as pd
 import xarray as xr
 
 from ._version import __version__
-from .dims import RUN, STEP
+from .dims import ELEMENT, MOMENT, POSITION, RUN, STEP
 from .store.backend import Backend, open_backend
 from .store.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
+    INDICES_VAR,
     META_KEY,
+    MOMENTS_VAR,
+    PROBES,
     SCALAR_VAR,
     SCALARS,
     STEP_VAR,
@@ -28,7 +31,7 @@ from .store.format import (
     TENSORS,
     major,
 )
-from .store.names import decode_name
+from .store.names import decode_name, encode_name
 
 DEFAULT_DASK_CHUNK_BYTES = 64 * 2**20
 """Steps are grouped into dask chunks of about this many bytes when reading."""
@@ -49,6 +52,8 @@ class _Series:
     attrs: dict[str, Any]
     steps: np.ndarray = field(repr=False)
     array: Any = field(repr=False)
+    moments: Any = field(default=None, repr=False)
+    positions: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def nbytes(self) -> int:
@@ -92,9 +97,12 @@ class Run:
 
     def __init__(self, store: str | os.PathLike[str], *,
                  storage_options: Mapping[str, Any] | None = None,
-                 chunk_bytes: int = DEFAULT_DASK_CHUNK_BYTES) -> None:
+                 chunk_bytes: int = DEFAULT_DASK_CHUNK_BYTES, _probe: str | None = None) -> None:
         import zarr
 
+        self._storage_options = storage_options
+        self.probe_name = _probe
+        section = TENSORS if _probe is None else f"{PROBES}/{encode_name(_probe)}"
         self._backend = open_backend(store, storage_options)
         self.store = self._backend.url
         self._chunk_bytes = chunk_bytes
@@ -113,20 +121,31 @@ class Run:
         self._zarr = zarr.open_group(self._backend.zarr_store(read_only=True), mode="r",
                                      use_consolidated=False)
         self._tensors: dict[str, dict[str, _Series]] = {}
-        for kind_key in self._backend.children(TENSORS):
-            kind_meta = _read_json(self._backend, f"{TENSORS}/{kind_key}/zarr.json")
+        for kind_key in self._backend.children(section):
+            kind_meta = _read_json(self._backend, f"{section}/{kind_key}/zarr.json")
             if kind_meta is None:
                 continue
             kind = kind_meta.get("attributes", {}).get(META_KEY, {}).get("kind",
                                                                          decode_name(kind_key))
             layers = {}
-            for layer_key in self._backend.children(f"{TENSORS}/{kind_key}"):
-                series = self._open_series(f"{TENSORS}/{kind_key}/{layer_key}", TENSOR_VAR, "layer")
+            for layer_key in self._backend.children(f"{section}/{kind_key}"):
+                series = self._open_series(f"{section}/{kind_key}/{layer_key}", TENSOR_VAR, "layer")
                 if series is not None:
                     layers[series.name] = series
             self._tensors[kind] = dict(sorted(layers.items()))
         self._tensors = dict(sorted(self._tensors.items()))
         self._scalars: dict[str, _Series] = {}
+        self.probes: list[str] = []
+        """Names of the fixed-input probe batches recorded (see :meth:`probe`)."""
+        if _probe is not None:
+            self._cache: dict[tuple[str, str], xr.DataArray] = {}
+            return
+        for probe_key in self._backend.children(PROBES):
+            meta = _read_json(self._backend, f"{PROBES}/{probe_key}/zarr.json")
+            if meta is not None:
+                self.probes.append(meta.get("attributes", {}).get(META_KEY, {}).get(
+                    "probe", decode_name(probe_key)))
+        self.probes.sort()
         for name_key in self._backend.children(SCALARS):
             series = self._open_series(f"{SCALARS}/{name_key}", SCALAR_VAR, "scalar")
             if series is not None:
@@ -140,10 +159,17 @@ class Run:
         attrs = group.get("attributes", {})
         meta = attrs.get(META_KEY, {})
         name = meta.get(name_attr, decode_name(key.rsplit("/", 1)[-1]))
-        step_arr = self._zarr[f"{key}/{STEP_VAR}"]
-        data_arr = self._zarr[f"{key}/{var}"]
+        try:
+            step_arr = self._zarr[f"{key}/{STEP_VAR}"]
+            data_arr = self._zarr[f"{key}/{var}"]
+        except KeyError as e:
+            raise ValueError(f"store is damaged: {key} lacks an array ({e})") from e
+        members = set(self._backend.children(key))
+        moments = self._zarr[f"{key}/{MOMENTS_VAR}"] if MOMENTS_VAR in members else None
+        positions = (np.asarray(self._zarr[f"{key}/{INDICES_VAR}"][:])
+                     if INDICES_VAR in members else None)
         # The shortest array is the committed length (see store/series.py).
-        length = min(step_arr.shape[0], data_arr.shape[0])
+        length = min(a.shape[0] for a in (step_arr, data_arr, moments) if a is not None)
         steps = np.asarray(step_arr[:length], dtype=np.int64)
         dims = tuple(data_arr.metadata.dimension_names)
         if dims[0] != STEP:
@@ -151,7 +177,7 @@ class Run:
         return _Series(key=key, name=name, var=var, length=length, dims=dims,
                        shape=(length, *data_arr.shape[1:]), dtype=np.dtype(data_arr.dtype),
                        zarr_chunks=tuple(data_arr.chunks), attrs=attrs, steps=steps,
-                       array=data_arr)
+                       array=data_arr, moments=moments, positions=positions)
 
     # ---------------------------------------------------------------- access
     @property
@@ -174,19 +200,65 @@ class Run:
             return np.empty(0, np.int64)
         return np.unique(np.concatenate(all_steps))
 
-    def _dataarray(self, series: _Series) -> xr.DataArray:
-        chunk_nbytes = int(np.prod(series.zarr_chunks[1:], dtype=np.int64)) * series.dtype.itemsize
+    def _lazy(self, series: _Series, array: Any) -> dsa.Array:
+        zchunks = tuple(array.chunks)
+        dtype = np.dtype(array.dtype)
+        chunk_nbytes = int(np.prod(zchunks[1:], dtype=np.int64)) * dtype.itemsize
         per = max(1, self._chunk_bytes // max(chunk_nbytes, 1))
-        if series.zarr_chunks[0] > 1:  # multi-step chunks (scalars): align to them
-            per = series.zarr_chunks[0] * max(1, per // series.zarr_chunks[0])
-        chunks = (per, *series.zarr_chunks[1:])
-        name = f"tensorstats-{self.store}-{series.key}-{series.length}"
-        data = dsa.from_array(series.array, chunks=chunks, lock=False, asarray=True,
-                              name=name, meta=np.empty((0,) * len(series.dims), series.dtype))
-        data = data[: series.length]
-        attrs = dict(series.attrs.get(META_KEY, {}))
-        return xr.DataArray(data, dims=series.dims, coords={STEP: series.steps},
+        if zchunks[0] > 1:  # multi-step chunks (scalars): align to them
+            per = zchunks[0] * max(1, per // zchunks[0])
+        name = f"tensorstats-{self.store}-{array.path}-{series.length}"
+        data = dsa.from_array(array, chunks=(per, *zchunks[1:]), lock=False, asarray=True,
+                              name=name, meta=np.empty((0,) * array.ndim, dtype))
+        return data[: series.length]
+
+    def _dataarray(self, series: _Series) -> xr.DataArray:
+        attrs = {k: v for k, v in series.attrs.items() if k != META_KEY}
+        attrs.update(series.attrs.get(META_KEY, {}))
+        coords: dict[str, Any] = {STEP: series.steps}
+        if series.positions is not None:
+            coords[POSITION] = (ELEMENT, series.positions)
+        return xr.DataArray(self._lazy(series, series.array), dims=series.dims, coords=coords,
                             name=series.name, attrs=attrs)
+
+    def _series(self, kind: str, layer: str) -> _Series:
+        layers = self._tensors.get(kind)
+        where = f"{self.store!r}" + (f" (probe {self.probe_name!r})" if self.probe_name else "")
+        if layers is None:
+            raise KeyError(f"no kind {kind!r} in {where}; kinds: {self.kinds}")
+        if layer not in layers:
+            raise KeyError(f"no layer {layer!r} of kind {kind!r} in {where}; "
+                           f"layers: {list(layers)}")
+        return layers[layer]
+
+    def moments(self, kind: str, layer: str) -> xr.DataArray | None:
+        """Exact moments of the full tensor stored with a subsampled series.
+
+        Returns a lazy DataArray with dims ``("step", "channel", "moment")``
+        and a ``moment`` coordinate (``count``, ``nan_count``, ``inf_count``,
+        ``mean``, ``m2``, ``m3``, ``m4``, ``min``, ``max``; ``m2``..``m4`` are
+        central sums, so ``var = m2 / count``), or ``None`` where the series
+        was stored in full.
+        """
+        series = self._series(kind, layer)
+        if series.moments is None:
+            return None
+        names = series.moments.metadata.attributes.get(META_KEY, {}).get("moment")
+        dims = tuple(series.moments.metadata.dimension_names)
+        return xr.DataArray(self._lazy(series, series.moments), dims=dims,
+                            coords={STEP: series.steps, MOMENT: names},
+                            name=f"{series.name} moments")
+
+    def probe(self, name: str) -> Run:
+        """The series recorded on the fixed input batch ``name`` (e.g. ``"valid"``).
+
+        The result is a :class:`Run` restricted to that probe: ``kinds``,
+        ``layers``, ``[kind, layer]`` work as for the training batch.
+        """
+        if name not in self.probes:
+            raise KeyError(f"no probe {name!r} in {self.store!r}; probes: {self.probes}")
+        return Run(self.store, storage_options=self._storage_options,
+                   chunk_bytes=self._chunk_bytes, _probe=name)
 
     def __getitem__(self, key: tuple[str, str]) -> xr.DataArray:
         """``run[kind, layer]``: the series as a lazy DataArray over ``step``."""
@@ -195,13 +267,7 @@ class Run:
                            f"got {key!r}")
         kind, layer = key
         if key not in self._cache:
-            layers = self._tensors.get(kind)
-            if layers is None:
-                raise KeyError(f"no kind {kind!r} in {self.store!r}; kinds: {self.kinds}")
-            if layer not in layers:
-                raise KeyError(f"no layer {layer!r} of kind {kind!r} in {self.store!r}; "
-                               f"layers: {list(layers)}")
-            self._cache[key] = self._dataarray(layers[layer])
+            self._cache[key] = self._dataarray(self._series(kind, layer))
         return self._cache[key]
 
     def __contains__(self, key: object) -> bool:
@@ -227,10 +293,14 @@ class Run:
     def tree(self) -> xr.DataTree:
         """The whole store as an ``xr.DataTree``, node paths as stored (encoded names)."""
         nodes: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs=self.attrs)}
-        for kind, layers in self._tensors.items():
-            for layer, s in layers.items():
-                nodes[s.key] = xr.Dataset({TENSOR_VAR: self[kind, layer].rename(None)},
-                                          attrs=s.attrs)
+        for run in (self, *(self.probe(p) for p in self.probes)):
+            for kind, layers in run._tensors.items():
+                for layer, s in layers.items():
+                    variables = {TENSOR_VAR: run[kind, layer].rename(None)}
+                    moments = run.moments(kind, layer)
+                    if moments is not None:
+                        variables[MOMENTS_VAR] = moments.rename(None)
+                    nodes[s.key] = xr.Dataset(variables, attrs=s.attrs)
         for s in self._scalars.values():
             nodes[s.key] = xr.Dataset({SCALAR_VAR: self._dataarray(s).rename(None)}, attrs=s.attrs)
         return xr.DataTree.from_dict(nodes)
@@ -238,7 +308,9 @@ class Run:
     def __repr__(self) -> str:
         meta = self.attrs.get(META_KEY, {})
         user = {k: v for k, v in self.attrs.items() if k != META_KEY}
-        lines = [f"<tensorstats.Run {self.store!r}>",
+        head = f"<tensorstats.Run {self.store!r}" + (
+            f" probe {self.probe_name!r}>" if self.probe_name else ">")
+        lines = [head,
                  f"  format {meta.get('format_version')}, written by tensorstats "
                  f"{meta.get('version')}, codec {meta.get('codec')}"]
         if user:
@@ -255,6 +327,8 @@ class Run:
                 total += s.nbytes
                 lines.append(f"    {name:<{width}}  ({sizes})  {s.dtype.name}  "
                              f"{_fmt_bytes(s.nbytes)}  {_fmt_steps(s.steps)}")
+        if self.probes:
+            lines.append("  probes: " + ", ".join(self.probes) + "  (run.probe(name))")
         if not self._tensors and not self._scalars:
             lines.append("  (empty)")
         lines.append(f"  total tensor data: {_fmt_bytes(total)}")

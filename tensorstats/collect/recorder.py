@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from .._version import __version__
-from ..dims import CHANNEL, RESERVED, STEP, default_dim
+from ..dims import CHANNEL, ELEMENT, MOMENT, RESERVED, STEP, default_dim
 from ..store.backend import Backend, open_backend
 from ..store.consolidate import consolidate, unconsolidate
 from ..store.format import (
@@ -21,7 +24,10 @@ from ..store.format import (
     DEFAULT_CODEC,
     FORMAT_NAME,
     FORMAT_VERSION,
+    INDICES_VAR,
     META_KEY,
+    MOMENTS_VAR,
+    PROBES,
     SCALAR_VAR,
     SCALARS,
     STEP_CHUNK,
@@ -32,11 +38,14 @@ from ..store.format import (
     major,
 )
 from ..store.names import encode_name
-from ..store.series import AppendArray, SeriesWriter
+from ..store.series import AppendArray, SeriesWriter, read_static_array, repair_all
 from .convert import to_numpy
+from .sampling import MOMENT_NAMES, channel_moments, sample_positions
+from .writer import BackgroundWriter
 
 Mode = Literal["w-", "w", "a"]
 _MODES = ("w-", "w", "a")
+DEFAULT_MAX_PENDING_BYTES = 512 * 2**20
 
 
 def _check_step(step: Any, where: str) -> int:
@@ -52,6 +61,47 @@ def _stored_dtype(dtype: np.dtype) -> np.dtype:
     if dtype.kind == "f" and dtype.itemsize > 8:
         return np.dtype("float64")
     return np.dtype(dtype.name)  # native little-endian form of the same type
+
+
+def _check_json(obj: Any, what: str) -> dict[str, Any]:
+    obj = dict(obj or {})
+    if META_KEY in obj:
+        raise ValueError(f"{what} key {META_KEY!r} is reserved for tensorstats' own metadata")
+    try:
+        json.dumps(obj, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(
+            f"{what} must be JSON-serialisable (str keys; str, number, bool, None, "
+            f"lists and dicts of those; finite floats): {e}") from e
+    return obj
+
+
+@dataclass
+class _TensorSpec:
+    """What the training thread knows about a tensor series (writes may lag behind)."""
+
+    series: SeriesWriter
+    source_shape: tuple[int, ...]
+    source_dtype: str
+    channel_axis: int | None
+    dims: tuple[str, ...]
+    dtype: np.dtype
+    positions: np.ndarray | None
+    max_elements: int | None
+    attrs: dict[str, Any]
+    last_step: int | None
+
+
+_open_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_at_exit() -> None:  # queued asynchronous writes are not lost at exit
+    for rec in list(_open_recorders):
+        try:
+            rec.close()
+        except Exception:  # noqa: BLE001 - nothing left to report to at exit
+            pass
 
 
 class Recorder:
@@ -79,11 +129,22 @@ class Recorder:
     chunk_bytes
         A step of a tensor larger than this is split along its channel axis
         into several chunks (default 16 MiB).
+    asynchronous
+        Write on a background thread. :meth:`record` then only validates and
+        copies the tensor and returns; :meth:`flush` and :meth:`close` wait
+        for the writes, and an error in the writer is raised at the next call.
+    max_pending_bytes
+        With ``asynchronous=True``, the most tensor bytes waiting to be
+        written (default 512 MiB). When the writer falls behind, :meth:`record`
+        blocks instead of holding more.
+    seed
+        Seed of the element positions chosen by ``max_elements``.
 
     Notes
     -----
-    Each call to :meth:`record` writes and commits one step of one series
-    before it returns, so a crash afterwards, ``SIGKILL`` included, loses
+    Synchronously, each :meth:`record` commits one step of one series before it
+    returns; asynchronously, everything recorded is committed when
+    :meth:`flush` returns. A crash after that, ``SIGKILL`` included, loses
     none of it. A step is never rewritten to add the next one. A Recorder is
     thread-safe; one store must have only one Recorder writing to it at once.
 
@@ -109,23 +170,30 @@ class Recorder:
         storage_options: Mapping[str, Any] | None = None,
         codec: str = DEFAULT_CODEC,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        asynchronous: bool = False,
+        max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
+        seed: int = 0,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {CODECS}, got {codec!r}")
-        if not isinstance(chunk_bytes, int) or chunk_bytes < 1:
-            raise ValueError(f"chunk_bytes must be a positive int, got {chunk_bytes!r}")
-        user_attrs = self._check_attrs(attrs)
+        for name, v in (("chunk_bytes", chunk_bytes), ("max_pending_bytes", max_pending_bytes)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        user_attrs = _check_json(attrs, "attrs")
         self._backend: Backend = open_backend(store, storage_options)
         self.store = self._backend.url
         self.mode = mode
         self.codec = codec
         self.chunk_bytes = chunk_bytes
+        self.seed = int(seed)
+        self.max_pending_bytes = max_pending_bytes
         self._lock = threading.RLock()
-        self._series: dict[str, SeriesWriter] = {}
+        self._series: dict[str, Any] = {}
         self._groups: set[str] = set()
         self._closed = False
+        self._writer: BackgroundWriter | None = None
 
         root = self._backend.read("zarr.json")
         if mode == "w-" and not self._backend.is_empty():
@@ -145,21 +213,11 @@ class Recorder:
                 raise FileExistsError(
                     f"{self.store!r} exists and is not a Zarr store; cannot append to it")
             self._create(user_attrs)
+        if asynchronous:
+            self.set_asynchronous(True)
+        _open_recorders.add(self)
 
     # ------------------------------------------------------------------ setup
-    @staticmethod
-    def _check_attrs(attrs: Mapping[str, Any] | None) -> dict[str, Any]:
-        attrs = dict(attrs or {})
-        if META_KEY in attrs:
-            raise ValueError(f"attrs key {META_KEY!r} is reserved for tensorstats' own metadata")
-        try:
-            json.dumps(attrs, allow_nan=False)
-        except (TypeError, ValueError) as e:
-            raise TypeError(
-                f"attrs must be JSON-serialisable (str keys; str, number, bool, None, "
-                f"lists and dicts of those; finite floats): {e}") from e
-        return attrs
-
     def _create(self, user_attrs: dict[str, Any]) -> None:
         meta = {
             "format": FORMAT_NAME,
@@ -191,30 +249,48 @@ class Recorder:
         # Everything is checked; only now may the store change. Consolidated
         # metadata goes first, so no reader ever sees a stale snapshot.
         unconsolidate(self._backend)
+        repair_all(self._backend)
         self._root_attrs = {**attrs, **user_attrs}
         if user_attrs:
             self._backend.write("zarr.json", dumps(group_metadata(self._root_attrs)), replace=True)
-        self._groups.update(g for g in (TENSORS, SCALARS)
-                            if self._backend.read(f"{g}/zarr.json") is not None)
         for section in (TENSORS, SCALARS):
             self._ensure_group(section, {META_KEY: {"section": section}})
+
+    def set_asynchronous(self, on: bool = True) -> None:
+        """Switch background writing on or off (switching off flushes first)."""
+        with self._lock:
+            self._check_open()
+            if on and self._writer is None:
+                self._writer = BackgroundWriter(self.max_pending_bytes)
+            elif not on and self._writer is not None:
+                writer, self._writer = self._writer, None
+                writer.close()
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether writes happen on a background thread."""
+        return self._writer is not None
+
+    @property
+    def pending_bytes(self) -> int:
+        """Tensor bytes recorded but not yet written (0 when synchronous)."""
+        return self._writer.pending_bytes if self._writer else 0
+
+    def _submit(self, task: Callable[[], None], nbytes: int = 0) -> None:
+        """Run ``task`` now (synchronous) or queue it for the writer thread."""
+        if self._writer is None:
+            task()
+        else:
+            self._writer.submit(task, nbytes)
 
     def _ensure_group(self, key: str, attributes: dict[str, Any]) -> None:
         if key in self._groups:
             return
-        if self.mode != "a" or self._backend.read(f"{key}/zarr.json") is None:
-            self._backend.write(f"{key}/zarr.json", dumps(group_metadata(attributes)), replace=True)
         self._groups.add(key)
-
-    def _existing(self, key: str, arrays: Sequence[str]) -> SeriesWriter | None:
-        if key in self._series:
-            return self._series[key]
-        if self.mode == "a":
-            series = SeriesWriter.load(self._backend, key, arrays)
-            if series is not None:
-                self._series[key] = series
-            return series
-        return None
+        if self.mode == "a" and self._backend.read(f"{key}/zarr.json") is not None:
+            return
+        doc = dumps(group_metadata(attributes))
+        self._submit(lambda: self._backend.write(f"{key}/zarr.json", doc, replace=True))
 
     def _check_open(self) -> None:
         if self._closed:
@@ -230,6 +306,10 @@ class Recorder:
         step: int,
         channel_axis: int | None = 0,
         dims: Sequence[str] | None = None,
+        probe: str | None = None,
+        max_elements: int | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        copy: bool = True,
     ) -> None:
         """Record one step of a tensor series.
 
@@ -255,6 +335,22 @@ class Recorder:
         dims
             Names for the other axes, in their order in ``value``. Default
             ``dim_<axis>``.
+        probe
+            Name of a fixed input batch (``"train"``, ``"valid"``...). Probe
+            series live apart from the training-batch series of the same kind
+            and layer; read them with ``run.probe(name)``.
+        max_elements
+            Keep at most this many elements per channel: the same random
+            positions at every step (stored with the series), plus exact
+            moments of the full tensor. Fixed when the series is created.
+        attrs
+            JSON-serialisable metadata of the series (module type, kernel
+            size, ...), stored when the series is created; giving different
+            values later is an error.
+        copy
+            Asynchronously, the value is copied before ``record`` returns so
+            the caller may change it. ``copy=False`` promises it will not be
+            changed (the caller hands it over), saving a copy.
 
         Raises
         ------
@@ -269,9 +365,12 @@ class Recorder:
         """
         self._check_open()
         where = f"{kind!r} layer {layer!r} at step {step!r}"
+        if probe is not None:
+            where = f"probe {probe!r} " + where
         step = _check_step(step, where)
         kind_key = encode_name(kind, what="kind")
         layer_key = encode_name(layer, what="layer")
+        section = TENSORS if probe is None else f"{PROBES}/{encode_name(probe, what='probe')}"
         try:
             arr, source_dtype = to_numpy(value)
         except (TypeError, ValueError, RuntimeError, BufferError) as e:
@@ -283,21 +382,31 @@ class Recorder:
         ax = self._channel_axis(channel_axis, arr.shape, where)
         other = [i for i in range(arr.ndim) if i != ax]
         names = self._dims(dims, other, where)
-        key = f"{TENSORS}/{kind_key}/{layer_key}"
+        if max_elements is not None and (isinstance(max_elements, bool) or
+                                         not isinstance(max_elements, (int, np.integer))
+                                         or max_elements < 1):
+            raise ValueError(f"{where}: max_elements must be a positive int or None, "
+                             f"got {max_elements!r}")
+        series_attrs = _check_json(attrs, f"{where}: attrs") if attrs is not None else None
+        key = f"{section}/{kind_key}/{layer_key}"
         with self._lock:
             self._check_open()
-            series = self._existing(key, [TENSOR_VAR])
-            if series is None:
-                dtype = _stored_dtype(arr.dtype)
-                row = np.moveaxis(arr, ax, 0) if ax is not None else arr
-                series = self._new_tensor_series(
-                    key, kind, layer, arr.shape, source_dtype, ax, names, dtype, row.shape)
+            spec = self._tensor_spec(key, section)
+            if spec is None:
+                spec = self._new_tensor_series(
+                    key, section, kind, layer, probe, arr, source_dtype, ax, names,
+                    max_elements, series_attrs or {})
             else:
-                self._check_compatible(series, arr, source_dtype, ax, names, step, where)
-            payload = series.payload[TENSOR_VAR]
+                self._check_compatible(spec, arr, source_dtype, ax, names, step, max_elements,
+                                       series_attrs, where)
             row = np.moveaxis(arr, ax, 0) if ax is not None else arr
-            row = np.ascontiguousarray(row, dtype=payload.dtype.newbyteorder("<"))
-            series.append(step, {TENSOR_VAR: row})
+            row = np.ascontiguousarray(row, dtype=spec.dtype.newbyteorder("<"))
+            if self._writer is not None and copy and np.may_share_memory(row, arr):
+                row = row.copy()
+            spec.last_step = step
+            series, positions, has_channel = spec.series, spec.positions, ax is not None
+            self._submit(lambda: series.append(step, _payload_rows(row, positions, has_channel)),
+                         row.nbytes)
 
     @staticmethod
     def _channel_axis(channel_axis: int | None, shape: tuple[int, ...], where: str) -> int | None:
@@ -333,54 +442,115 @@ class Recorder:
             raise ValueError(f"{where}: dims {dims} has duplicates")
         return dims
 
-    def _new_tensor_series(self, key: str, kind: str, layer: str, shape: tuple[int, ...],
-                           source_dtype: str, ax: int | None, names: tuple[str, ...],
-                           dtype: np.dtype, row_shape: tuple[int, ...]) -> SeriesWriter:
-        kind_group = key.rsplit("/", 1)[0]
-        self._ensure_group(kind_group, {META_KEY: {"kind": kind}})
-        dims = (STEP, CHANNEL, *names) if ax is not None else (STEP, *names)
-        split = 0
-        if row_shape:
-            inner = int(np.prod(row_shape[1:], dtype=np.int64)) * dtype.itemsize
-            if inner * row_shape[0] > self.chunk_bytes:
-                split = max(1, self.chunk_bytes // max(inner, 1))
-        attributes = {META_KEY: {
-            "kind": kind, "layer": layer, "source_shape": list(shape),
-            "source_dtype": source_dtype, "channel_axis": ax,
-        }}
-        tensor = AppendArray(key=f"{key}/{TENSOR_VAR}", row_shape=tuple(row_shape), dtype=dtype,
-                             dims=dims, codec=self.codec, step_chunk=1, split=split)
-        series = SeriesWriter(self._backend, key, {TENSOR_VAR: tensor}, attributes)
-        series.create()
-        self._series[key] = series
-        return series
+    def _tensor_spec(self, key: str, section: str) -> _TensorSpec | None:
+        if key in self._series:
+            return self._series[key]
+        if self.mode != "a":
+            return None
+        series = SeriesWriter.load(self._backend, key)
+        if series is None:
+            return None
+        meta = series.attributes.get(META_KEY, {})
+        tensor = series.payload[TENSOR_VAR]
+        ax = meta.get("channel_axis")
+        positions = read_static_array(self._backend, f"{key}/{INDICES_VAR}")
+        shape = tuple(meta.get("source_shape", ()))
+        if positions is None:
+            names = tensor.dims[2:] if ax is not None else tensor.dims[1:]
+        else:
+            names = tuple(default_dim(i) for i in range(len(shape)) if i != ax)
+            names = tuple(meta.get("dims", names))
+        spec = _TensorSpec(series=series, source_shape=shape,
+                           source_dtype=meta.get("source_dtype", tensor.dtype.name),
+                           channel_axis=ax, dims=tuple(names), dtype=tensor.dtype,
+                           positions=positions, max_elements=meta.get("max_elements"),
+                           attrs={k: v for k, v in series.attributes.items() if k != META_KEY},
+                           last_step=series.last_step)
+        self._series[key] = spec
+        return spec
+
+    def _new_tensor_series(self, key: str, section: str, kind: str, layer: str,
+                           probe: str | None, arr: np.ndarray, source_dtype: str,
+                           ax: int | None, names: tuple[str, ...], max_elements: int | None,
+                           user_attrs: dict[str, Any]) -> _TensorSpec:
+        if section != TENSORS:
+            self._ensure_group(PROBES, {META_KEY: {"section": PROBES}})
+            self._ensure_group(section, {META_KEY: {"probe": probe}})
+        self._ensure_group(key.rsplit("/", 1)[0], {META_KEY: {"kind": kind}})
+        dtype = _stored_dtype(arr.dtype)
+        n_channels = arr.shape[ax] if ax is not None else None
+        per_channel = arr.size // max(n_channels or 1, 1)
+        meta: dict[str, Any] = {"kind": kind, "layer": layer, "source_shape": list(arr.shape),
+                                "source_dtype": source_dtype, "channel_axis": ax}
+        if probe is not None:
+            meta["probe"] = probe
+        static = {}
+        positions = None
+        lead = (STEP, CHANNEL) if ax is not None else (STEP,)
+        if max_elements is not None and per_channel > max_elements:
+            positions = sample_positions(per_channel, int(max_elements), seed=self.seed, key=key)
+            meta.update(max_elements=int(max_elements), dims=list(names))
+            static[INDICES_VAR] = (positions, (ELEMENT,), {META_KEY: {
+                "description": "flat position (C order over the non-channel axes) of each "
+                               "sampled element, the same at every step"}})
+            rows = {TENSOR_VAR: ((*(() if ax is None else (n_channels,)), len(positions)),
+                                 dtype, (*lead, ELEMENT), self.codec, 0),
+                    MOMENTS_VAR: ((*(() if ax is None else (n_channels,)), len(MOMENT_NAMES)),
+                                  np.dtype("float64"), (*lead, MOMENT), "none", 0)}
+        else:
+            row_shape = (np.moveaxis(arr, ax, 0) if ax is not None else arr).shape
+            split = 0
+            if row_shape:
+                inner = int(np.prod(row_shape[1:], dtype=np.int64)) * dtype.itemsize
+                if inner * row_shape[0] > self.chunk_bytes:
+                    split = max(1, self.chunk_bytes // max(inner, 1))
+            rows = {TENSOR_VAR: (row_shape, dtype, (*lead, *names), self.codec, split)}
+        payload = {
+            name: AppendArray(key=f"{key}/{name}", row_shape=tuple(shape), dtype=dt, dims=d,
+                              codec=codec, step_chunk=1, split=split,
+                              attributes={META_KEY: {"moment": list(MOMENT_NAMES)}}
+                              if name == MOMENTS_VAR else {})
+            for name, (shape, dt, d, codec, split) in rows.items()}
+        series = SeriesWriter(self._backend, key, payload, {**user_attrs, META_KEY: meta})
+        self._submit(lambda: series.create(static))
+        spec = _TensorSpec(series=series, source_shape=arr.shape, source_dtype=source_dtype,
+                           channel_axis=ax, dims=names, dtype=dtype, positions=positions,
+                           max_elements=meta.get("max_elements"), attrs=user_attrs,
+                           last_step=None)
+        self._series[key] = spec
+        return spec
 
     @staticmethod
-    def _check_compatible(series: SeriesWriter, arr: np.ndarray, source_dtype: str,
-                          ax: int | None, names: tuple[str, ...], step: int, where: str) -> None:
-        meta = series.attributes.get(META_KEY, {})
-        shape = tuple(meta.get("source_shape", ()))
-        if arr.shape != shape:
+    def _check_compatible(spec: _TensorSpec, arr: np.ndarray, source_dtype: str,
+                          ax: int | None, names: tuple[str, ...], step: int,
+                          max_elements: int | None, attrs: dict[str, Any] | None,
+                          where: str) -> None:
+        if arr.shape != spec.source_shape:
             raise ValueError(
-                f"{where}: shape {arr.shape} differs from the shape {shape} recorded at earlier "
-                f"steps of this series; expected {shape}")
-        if meta.get("channel_axis") != ax:
+                f"{where}: shape {arr.shape} differs from the shape {spec.source_shape} recorded "
+                f"at earlier steps of this series; expected {spec.source_shape}")
+        if spec.channel_axis != ax:
             raise ValueError(
-                f"{where}: channel_axis {ax} differs from {meta.get('channel_axis')} used at "
+                f"{where}: channel_axis {ax} differs from {spec.channel_axis} used at "
                 "earlier steps of this series")
-        payload = series.payload[TENSOR_VAR]
-        stored_names = payload.dims[2:] if ax is not None else payload.dims[1:]
-        if tuple(stored_names) != names:
-            raise ValueError(f"{where}: dims {names} differ from {tuple(stored_names)} used at "
+        if spec.dims != names:
+            raise ValueError(f"{where}: dims {names} differ from {spec.dims} used at "
                              "earlier steps of this series")
-        if not np.can_cast(arr.dtype, payload.dtype, casting="same_kind"):
+        if not np.can_cast(arr.dtype, spec.dtype, casting="same_kind"):
             raise TypeError(
                 f"{where}: dtype {source_dtype} cannot be stored in this series, which holds "
-                f"{payload.dtype} (from {meta.get('source_dtype')}) since its first step")
-        if series.last_step is not None and step <= series.last_step:
+                f"{spec.dtype} (from {spec.source_dtype}) since its first step")
+        if max_elements is not None and spec.positions is not None \
+                and max_elements != spec.max_elements:
+            raise ValueError(f"{where}: max_elements={max_elements} differs from "
+                             f"{spec.max_elements} fixed when the series was created")
+        if attrs is not None and attrs != spec.attrs:
+            raise ValueError(f"{where}: attrs {attrs} differ from {spec.attrs} stored when the "
+                             "series was created")
+        if spec.last_step is not None and step <= spec.last_step:
             raise ValueError(
                 f"{where}: step {step} is not greater than the last step recorded for this "
-                f"series ({series.last_step}); steps must increase")
+                f"series ({spec.last_step}); steps must increase")
 
     def record_scalar(self, name: str, value: Any, *, step: int) -> None:
         """Record one value of a scalar series such as the loss or learning rate.
@@ -410,29 +580,39 @@ class Recorder:
         key = f"{SCALARS}/{name_key}"
         with self._lock:
             self._check_open()
-            series = self._existing(key, [SCALAR_VAR])
-            if series is None:
+            spec = self._series.get(key)
+            if spec is None and self.mode == "a":
+                series = SeriesWriter.load(self._backend, key)
+                if series is not None:
+                    spec = self._series[key] = [series, series.last_step]
+            if spec is None:
                 value_arr = AppendArray(key=f"{key}/{SCALAR_VAR}", row_shape=(),
                                         dtype=np.dtype("float64"), dims=(STEP,),
                                         step_chunk=STEP_CHUNK)
                 series = SeriesWriter(self._backend, key, {SCALAR_VAR: value_arr},
                                       {META_KEY: {"scalar": name}})
-                series.create()
-                self._series[key] = series
-            elif series.last_step is not None and step <= series.last_step:
+                self._submit(series.create)
+                spec = self._series[key] = [series, None]
+            elif spec[1] is not None and step <= spec[1]:
                 raise ValueError(
                     f"{where}: step {step} is not greater than the last step recorded for "
-                    f"this scalar ({series.last_step}); steps must increase")
-            series.append(step, {SCALAR_VAR: np.asarray(arr.reshape(()), dtype=np.float64)})
+                    f"this scalar ({spec[1]}); steps must increase")
+            spec[1] = step
+            series = spec[0]
+            row = np.asarray(arr.reshape(()), dtype=np.float64)
+            self._submit(lambda: series.append(step, {SCALAR_VAR: row}), 8)
 
     # -------------------------------------------------------------- lifecycle
     def flush(self) -> None:
         """Wait until everything recorded so far is committed to the store.
 
-        Writes are currently synchronous, so this returns at once; it is the
-        point to call before relying on the store from another process.
+        Synchronously there is nothing to wait for. Asynchronously this blocks
+        until the writer thread has committed every queued write, and raises
+        the writer's error if one happened.
         """
         self._check_open()
+        if self._writer is not None:
+            self._writer.flush()
 
     def close(self) -> None:
         """Flush, consolidate the store's metadata and close. Closing twice is harmless.
@@ -440,11 +620,17 @@ class Recorder:
         Consolidation inlines every node's metadata into the root ``zarr.json``
         (one atomic write), so plain ``xarray``/``zarr`` open the store with a
         single read. A store that was never closed (a crash) opens without it.
+        If a background write failed, its error is raised here and the store is
+        left unconsolidated.
         """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
+            _open_recorders.discard(self)
+            if self._writer is not None:
+                writer, self._writer = self._writer, None
+                writer.close()
             consolidate(self._backend)
 
     @property
@@ -460,6 +646,19 @@ class Recorder:
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"mode={self.mode!r}"
+        if self._writer is not None:
+            state += ", asynchronous"
         return f"<tensorstats.Recorder {self.store!r} {state}, {len(self._series)} series>"
 
 
+def _payload_rows(row: np.ndarray, positions: np.ndarray | None,
+                  has_channel: bool) -> dict[str, np.ndarray]:
+    """The arrays appended for one step: the tensor, or a sample plus full moments."""
+    if positions is None:
+        return {TENSOR_VAR: row}
+    flat = row.reshape(row.shape[0], -1) if has_channel else row.reshape(1, -1)
+    sample = np.ascontiguousarray(flat[:, positions])
+    moments = channel_moments(flat)
+    if not has_channel:
+        sample, moments = sample[0], moments[0]
+    return {TENSOR_VAR: sample, MOMENTS_VAR: moments}

@@ -22,7 +22,10 @@ META_KEY: Final = "tensorstats"
 
 TENSORS: Final = "tensors"
 SCALARS: Final = "scalars"
+PROBES: Final = "probes"
 TENSOR_VAR: Final = "tensor"
+INDICES_VAR: Final = "indices"
+MOMENTS_VAR: Final = "moments"
 SCALAR_VAR: Final = "value"
 STEP_VAR: Final = "step"
 

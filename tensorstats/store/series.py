@@ -148,12 +148,19 @@ class SeriesWriter:
         self.length = length
         self.last_step = last_step
 
-    def create(self) -> None:
-        """Write the empty group and arrays (length 0)."""
-        self.backend.write(f"{self.key}/zarr.json", dumps(group_metadata(self.attributes)),
-                           replace=True)
+    def create(self, static: dict[str, tuple[np.ndarray, tuple[str, ...], dict[str, Any]]]
+               | None = None) -> None:
+        """Write the empty arrays (length 0), any static arrays, then the group.
+
+        The group's ``zarr.json`` comes last: a series folder without it was
+        never created and is ignored by readers (and recreated on resume).
+        """
+        for name, (data, dims, attrs) in (static or {}).items():
+            write_static_array(self.backend, f"{self.key}/{name}", data, dims, attrs)
         for arr in (*self.payload.values(), self.step):
             self.backend.write(f"{arr.key}/zarr.json", arr.metadata(0), replace=True)
+        self.backend.write(f"{self.key}/zarr.json", dumps(group_metadata(self.attributes)),
+                           replace=True)
 
     def append(self, step: int, rows: dict[str, np.ndarray]) -> None:
         """Append one step. When this returns, the step is committed."""
@@ -167,21 +174,29 @@ class SeriesWriter:
         self.last_step = step
 
     @classmethod
-    def load(cls, backend: Backend, key: str, array_names: Sequence[str]) -> SeriesWriter | None:
-        """Reopen an existing series, repairing a half-committed append."""
+    def load(cls, backend: Backend, key: str) -> SeriesWriter | None:
+        """Reopen an existing series, repairing a half-committed append.
+
+        Returns ``None`` where the series was never completely created.
+        """
         raw = backend.read(f"{key}/zarr.json")
         if raw is None:
             return None
         attributes = json.loads(raw).get("attributes", {})
         payload: dict[str, AppendArray] = {}
         lengths = {}
-        for name in (*array_names, STEP_VAR):
+        for name in backend.children(key):
             meta_raw = backend.read(f"{key}/{name}/zarr.json")
             if meta_raw is None:
-                raise ValueError(f"store is damaged: {key}/{name}/zarr.json is missing")
-            arr, lengths[name] = AppendArray.from_metadata(f"{key}/{name}", json.loads(meta_raw))
+                continue
+            meta = json.loads(meta_raw)
+            if meta.get("node_type") != "array" or meta["dimension_names"][:1] != [STEP_VAR]:
+                continue  # static arrays (e.g. sample indices) do not grow
+            arr, lengths[name] = AppendArray.from_metadata(f"{key}/{name}", meta)
             if name != STEP_VAR:
                 payload[name] = arr
+        if STEP_VAR not in lengths:
+            raise ValueError(f"store is damaged: {key}/{STEP_VAR}/zarr.json is missing")
         length = min(lengths.values())
         series = cls(backend, key, payload, attributes, length=length)
         steps = series.step.read_rows(backend, length)
@@ -192,3 +207,49 @@ class SeriesWriter:
             if lengths[name] != length:  # a crash between two metadata writes
                 backend.write(f"{arr.key}/zarr.json", arr.metadata(length), replace=True)
         return series
+
+
+def write_static_array(backend: Backend, key: str, data: np.ndarray, dims: tuple[str, ...],
+                       attributes: dict[str, Any] | None = None) -> None:
+    """Write a small array that never grows, in one chunk, data before metadata."""
+    data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
+    shape = data.shape or (1,)
+    backend.write(chunk_key(key, (0,) * len(shape)), memoryview(data.reshape(shape)).cast("B"),
+                  replace=True)
+    backend.write(f"{key}/zarr.json", dumps(array_metadata(
+        shape=data.shape, dtype=np.dtype(data.dtype.name), chunks=[max(s, 1) for s in shape],
+        dims=dims, codec="none", attributes=attributes)), replace=True)
+
+
+def read_static_array(backend: Backend, key: str) -> np.ndarray | None:
+    """Read back an array written by :func:`write_static_array`."""
+    raw = backend.read(f"{key}/zarr.json")
+    if raw is None:
+        return None
+    meta = json.loads(raw)
+    shape = meta["shape"]
+    data = backend.read(chunk_key(key, (0,) * len(shape)))
+    if data is None:
+        return None
+    dtype = np.dtype(meta["data_type"]).newbyteorder("<")
+    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def repair_all(backend: Backend, prefix: str = "") -> int:
+    """Repair every series below ``prefix`` after a crash; returns how many were checked.
+
+    A series is a group with a ``step`` array. :meth:`SeriesWriter.load`
+    trims arrays left one row apart by a crash between two metadata writes.
+    """
+    checked = 0
+    for name in backend.children(prefix):
+        key = f"{prefix}/{name}" if prefix else name
+        raw = backend.read(f"{key}/zarr.json")
+        if raw is None or json.loads(raw).get("node_type") != "group":
+            continue
+        if backend.read(f"{key}/{STEP_VAR}/zarr.json") is not None:
+            SeriesWriter.load(backend, key)
+            checked += 1
+        else:
+            checked += repair_all(backend, key)
+    return checked
