@@ -10,7 +10,7 @@ The tensors of one logged step of a small CNN (the seed paper's model) at batch
 
 For each layer: its weight and bias (kind ``"weight"``), their gradients (kind
 ``"grad"``) and its pre-activation output (kind ``"feature"``, channel axis 1),
-all float32, about 9.7 MB per step. The values come from a real forward and
+all float32, 9.92 MB per step. The values come from a real forward and
 backward pass in NumPy (Kaiming-normal weights, standard-normal inputs, a
 cross-entropy loss on random labels, fixed seed), so features and gradients
 have the value distributions -- and the exact zeros of dead ReLU units in the
@@ -28,7 +28,7 @@ Arms (every arm writes the same tensors for the same ``--steps`` steps):
 
 A second, *small-tensor* scenario writes only the weights, biases and their
 gradients (no features): 20 ``record()`` calls per step, 18 of them for
-tensors of at most 9 KiB, which stresses the per-call overhead (metadata JSON
+tensors of at most 20 KiB, which stresses the per-call overhead (metadata JSON
 rewrites, atomic renames) rather than bandwidth.
 
 Rounds are interleaved: each round runs every arm once, in a freshly shuffled
@@ -43,7 +43,7 @@ Run it
 ------
 ::
 
-    .venv/bin/python benchmarks/write_throughput.py             # full: ~1 min on 2 cores
+    .venv/bin/python benchmarks/write_throughput.py             # full: ~70 s on 2 cores
     .venv/bin/python benchmarks/write_throughput.py --quick     # smoke run, a few seconds
     .venv/bin/python benchmarks/write_throughput.py --steps 50 --rounds 7 --tmpdir /data/tmp
 
@@ -261,9 +261,9 @@ def report(arms: list[Arm], steps: int) -> dict[str, float]:
         n_tensors = len(peer.tensors)
         print(f"\n## {scenario}: {n_tensors} tensors/step x {steps} steps = "
               f"{_fmt_mb(payload)} MB uncompressed per run")
-        header = (f"{'arm':<34} {'median s':>8} {'min-max s':>13} {'close s':>7} {'MB/s':>7} "
-                  f"{'vs np.save':>10} {'files':>6} {'disk MB':>8} {'alloc MB':>8} "
-                  f"{'compr.':>6}")
+        header = (f"{'arm':<34} {'median s':>8} {'min-max s':>13} {'close s':>7} "
+                  f"{'us/call':>7} {'MB/s':>6} {'vs np.save':>10} {'files':>6} {'disk MB':>8} "
+                  f"{'alloc MB':>8} {'compr.':>6}")
         print(header)
         print("-" * len(header))
         peer_rate = payload / statistics.median(peer.times)
@@ -274,8 +274,9 @@ def report(arms: list[Arm], steps: int) -> dict[str, float]:
             ratios[a.name] = ratio
             close = f"{statistics.median(a.close_times):.3f}" if a.close_times else "-"
             files, apparent, allocated = a.disk
+            per_call = med / (n_tensors * steps) * 1e6
             print(f"{a.name:<34} {med:>8.3f} {min(a.times):>6.3f}-{max(a.times):<6.3f} "
-                  f"{close:>7} {rate / 1e6:>7.0f} {ratio:>9.2f}x {files:>6} "
+                  f"{close:>7} {per_call:>7.0f} {rate / 1e6:>6.0f} {ratio:>9.2f}x {files:>6} "
                   f"{_fmt_mb(apparent):>8} {_fmt_mb(allocated):>8} {payload / apparent:>5.2f}x")
     return ratios
 
@@ -284,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=30, help="steps written per run (default 30)")
-    p.add_argument("--rounds", type=int, default=5,
-                   help="interleaved rounds; the median is reported (default 5)")
+    p.add_argument("--rounds", type=int, default=7,
+                   help="interleaved rounds; the median is reported (default 7)")
     p.add_argument("--batch", type=int, default=64, help="batch size of the features (64)")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: batch 4, 3 steps, 2 rounds (numbers meaningless)")
@@ -314,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = Path(tempfile.mkdtemp(prefix="tensorstats-bench-", dir=args.tmpdir))
     same_fs = os.stat(base).st_dev == os.stat(REPO).st_dev
-    print("tensorstats write-throughput benchmark")
+    print("tensorstats write-throughput benchmark", flush=True)
     print(f"tensorstats {tensorstats.__version__}, numpy {np.__version__}, "
           f"Python {platform.python_version()}, {platform.system()} {platform.machine()}, "
           f"{os.cpu_count()} CPUs")
@@ -324,9 +325,12 @@ def main(argv: list[str] | None = None) -> int:
           "arms interleaved in a shuffled order each round; median over rounds")
     print("no fsync in any arm: all writes go through the page cache "
           "(outputs are deleted and os.sync() runs between runs, untimed)")
+    print(f"{sum(a.nbytes for _, _, a, _ in tensors) / 1e6:.2f} MB of float32 per step, from a "
+          "NumPy forward/backward pass (fixed seed)")
     print("time: numpy.save = mkdir + np.save of every file; Recorder = Recorder(...) + "
           "record() calls + close() (consolidation)")
 
+    sys.stdout.flush()
     order = list(range(len(arms)))
     rng = random.Random(args.seed)
     try:
@@ -346,13 +350,15 @@ def main(argv: list[str] | None = None) -> int:
                     arm.disk = disk_usage(out)
                 shutil.rmtree(out)
                 os.sync()
-            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
+            print(f"round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
     ratios = report(arms, args.steps)
     print("\nMB/s = uncompressed tensor bytes / median time (1 MB = 1e6 B); 'vs np.save' = "
           "MB/s of the arm / MB/s of numpy.save; min-max over rounds;")
+    print("us/call = median time / (tensors x steps): per np.save() or per record() call, "
+          "set-up and close() included;")
     print("disk MB = apparent size of all files (metadata included), alloc MB = blocks "
           "allocated; compr. = uncompressed tensor bytes / disk MB")
     print()

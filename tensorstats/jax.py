@@ -16,6 +16,7 @@ import numpy as np
 
 __all__ = ["record_pytree"]
 
+
 def _key_name(key: Any) -> str:
     """One path entry of ``jax.tree_util`` as a name segment."""
     from jax import tree_util as tu
