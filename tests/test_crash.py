@@ -77,52 +77,59 @@ def _record_steps(rec, start, stop):
         rec.record_scalar("loss", float(s), step=s)
 
 
-def _writes_per_step(tmp_path):
-    calls = []
-    orig = backend_mod.LocalBackend.write
+def _install(monkeypatch, on_op):
+    """Route every store write (whole-key writes and in-place writes) through ``on_op``."""
+    orig_write, orig_at = backend_mod.LocalBackend.write, backend_mod.LocalBackend.write_at
 
-    def counting(self, key, data, *, replace):
-        calls.append(key)
-        return orig(self, key, data, replace=replace)
+    def write(self, key, data, *, replace):
+        on_op(self, "write", key, data, replace)
+        return orig_write(self, key, data, replace=replace)
 
-    backend_mod.LocalBackend.write = counting
-    try:
-        with ts.Recorder(tmp_path / "count.zarr", chunk_bytes=32) as rec:
-            _record_steps(rec, 0, 2)
-            n0 = len(calls)
-            _record_steps(rec, 2, 3)
-            return len(calls) - n0
-    finally:
-        backend_mod.LocalBackend.write = orig
+    def write_at(self, key, offset, data):
+        on_op(self, "write_at", key, data, True)
+        return orig_at(self, key, offset, data)
+
+    monkeypatch.setattr(backend_mod.LocalBackend, "write", write)
+    monkeypatch.setattr(backend_mod.LocalBackend, "write_at", write_at)
+    return orig_write
+
+
+def _ops_per_step(tmp_path, monkeypatch):
+    ops = []
+    rec = ts.Recorder(tmp_path / "count.zarr", chunk_bytes=32)
+    _record_steps(rec, 0, 2)
+    _install(monkeypatch, lambda *a: ops.append(a[1:3]))
+    _record_steps(rec, 2, 3)
+    monkeypatch.undo()
+    rec.close()
+    return ops
 
 
 @pytest.mark.parametrize("torn", [False, True])
 def test_crash_injected_at_every_write(tmp_path, monkeypatch, torn):
     """Die before (or in the middle of) each write of an append; nothing committed is lost."""
-    per_step = _writes_per_step(tmp_path)
-    assert per_step >= 10
-    orig = backend_mod.LocalBackend.write
-    for k in range(per_step):
+    ops = _ops_per_step(tmp_path, monkeypatch)
+    assert len(ops) >= 10 and {o for o, _ in ops} == {"write", "write_at"}
+    for k in range(len(ops)):
         path = tmp_path / f"run{k}{torn}.zarr"
         rec = ts.Recorder(path, chunk_bytes=32)
         _record_steps(rec, 0, 2)
         count = [0]
 
-        def dying(self, key, data, *, replace, _k=k, count=count):
+        def dying(self, op, key, data, replace, _k=k, count=count):
             if count[0] == _k:
-                if torn and not replace:  # a torn write of a new key: half its bytes
-                    orig(self, key, bytes(data)[: len(data) // 2], replace=False)
-                if torn and replace:  # killed between the temp file and the rename
+                if torn and op == "write" and not replace:  # a torn write of a new key
+                    orig_write(self, key, bytes(data)[: len(data) // 2], replace=False)
+                if torn and op == "write" and replace:  # killed between temp file and rename
                     tmp = self._path(key).with_name(f".{key.rsplit('/', 1)[-1]}.999.0.tmp")
                     tmp.write_bytes(bytes(data))
                 raise _Crash
             count[0] += 1
-            return orig(self, key, data, replace=replace)
 
-        monkeypatch.setattr(backend_mod.LocalBackend, "write", dying)
+        orig_write = _install(monkeypatch, dying)
         with pytest.raises(_Crash):
             _record_steps(rec, 2, 3)
-        monkeypatch.setattr(backend_mod.LocalBackend, "write", orig)
+        monkeypatch.undo()
 
         run = ts.open_run(path)
         for layer in ("w", "big"):
@@ -132,6 +139,10 @@ def test_crash_injected_at_every_write(tmp_path, monkeypatch, torn):
             np.testing.assert_array_equal(da["step"].values, np.arange(n))
             np.testing.assert_array_equal(da.values[:, 0, 0], np.arange(n))
             np.testing.assert_array_equal(da.values[:, -1, -1], np.arange(n))
+        # resuming alone repairs: plain xarray then reads every series
+        ts.Recorder(path, mode="a").close()
+        plain = xr.open_datatree(path, engine="zarr")
+        assert plain["tensors/weight/w"].ds.sizes["step"] in (2, 3)
         # resume: repairs, continues, and the whole history reads back
         with ts.Recorder(path, mode="a", chunk_bytes=32) as rec2:
             for layer, shape in (("w", (3, 2)), ("big", (6, 2))):

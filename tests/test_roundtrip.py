@@ -117,12 +117,12 @@ def test_one_chunk_per_step_never_rewritten(store):
 
     with ts.Recorder(store) as rec:
         rec.record("weight", "w", np.ones((4, 3)), step=0)
-        chunk0 = os.path.join(store, "tensors/weight/w/tensor/c/0/0/0")
+        chunk0 = os.path.join(store, "tensors/weight/w/tensor/c.0.0.0")
         before = os.stat(chunk0)
         rec.record("weight", "w", np.ones((4, 3)), step=1)
         after = os.stat(chunk0)
     assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
-    assert os.path.exists(os.path.join(store, "tensors/weight/w/tensor/c/1/0/0"))
+    assert os.path.exists(os.path.join(store, "tensors/weight/w/tensor/c.1.0.0"))
 
 
 def test_scalars_roundtrip_and_outer_join(store):

@@ -47,6 +47,14 @@ class Backend(ABC):
         (or holds nothing a reader can see), so a plain write is enough.
         """
 
+    def write_at(self, key: str, offset: int, data: bytes | memoryview) -> bool:
+        """Overwrite part of an existing key in place; ``False`` where unsupported.
+
+        Used only for writes of at most one page inside a page, which a process
+        kill cannot tear: the bytes are written whole or not at all.
+        """
+        return False
+
     @abstractmethod
     def read(self, key: str) -> bytes | None:
         """Content of ``key``, or ``None`` where there is no such key."""
@@ -108,6 +116,16 @@ class LocalBackend(Backend):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+
+    def write_at(self, key: str, offset: int, data: bytes | memoryview) -> bool:
+        try:
+            fd = os.open(self._path(key), os.O_WRONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            return os.pwrite(fd, data, offset) == len(data)
+        finally:
+            os.close(fd)
 
     def read(self, key: str) -> bytes | None:
         try:

@@ -106,6 +106,16 @@ class ChunkEncoder:
         return self._compressor.encode(chunk)
 
 
+SEPARATOR: Final = "."
+"""Chunk-key separator of the arrays tensorstats writes: ``tensor/c.12.0.0``. A
+flat folder per array means appending a step creates one file and no folders."""
+
+LENGTH_WIDTH: Final = 20
+"""Width of the first shape entry of an appendable array's ``zarr.json``: the
+number is right-aligned in this many characters (JSON allows the spaces), so a
+new length has the same byte size and can be written in place."""
+
+
 def array_metadata(
     *,
     shape: Sequence[int],
@@ -114,6 +124,7 @@ def array_metadata(
     dims: Sequence[str],
     codec: str,
     attributes: dict[str, Any] | None = None,
+    separator: str = SEPARATOR,
 ) -> dict[str, Any]:
     """The ``zarr.json`` document of one array."""
     return {
@@ -123,7 +134,7 @@ def array_metadata(
         "data_type": dtype.name,
         "chunk_grid": {"name": "regular",
                        "configuration": {"chunk_shape": [int(c) for c in chunks]}},
-        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": separator}},
         "fill_value": fill_value(dtype),
         "codecs": codec_chain(codec, dtype),
         "attributes": attributes or {},
@@ -141,12 +152,37 @@ def dumps(doc: dict[str, Any]) -> bytes:
     return json.dumps(doc, indent=1, allow_nan=False).encode("utf-8")
 
 
-def chunk_key(array_key: str, index: Sequence[int]) -> str:
-    """Key of one chunk under the ``default`` encoding with ``/`` separator.
+def dumps_appendable(doc: dict[str, Any]) -> tuple[bytes, int]:
+    """Serialise an array document with a fixed-width length; return it and the
+    byte offset of that length field (see :data:`LENGTH_WIDTH`).
+
+    Examples
+    --------
+    >>> text, at = dumps_appendable({"shape": [7, 2], "zarr_format": 3})
+    >>> text[at:at + LENGTH_WIDTH].strip(), json.loads(text)["shape"]
+    (b'7', [7, 2])
+    """
+    rest = {k: v for k, v in doc.items() if k != "shape"}
+    head = '{"shape": ['
+    tail = "".join(f", {int(n)}" for n in doc["shape"][1:]) + "], "
+    body = json.dumps(rest, separators=(", ", ": "), allow_nan=False)[1:]
+    text = f"{head}{length_field(doc['shape'][0]).decode()}{tail}{body}"
+    return text.encode("utf-8"), len(head)
+
+
+def length_field(n: int) -> bytes:
+    """The fixed-width text of an array length."""
+    return f"{int(n):>{LENGTH_WIDTH}d}".encode("ascii")
+
+
+def chunk_key(array_key: str, index: Sequence[int], separator: str = SEPARATOR) -> str:
+    """Key of one chunk under the ``default`` chunk-key encoding.
 
     Examples
     --------
     >>> chunk_key("tensors/weight/w/tensor", (3, 0, 0))
-    'tensors/weight/w/tensor/c/3/0/0'
+    'tensors/weight/w/tensor/c.3.0.0'
+    >>> chunk_key("a/tensor", (3, 0), separator="/")
+    'a/tensor/c/3/0'
     """
-    return "/".join([array_key, "c", *map(str, index)])
+    return f"{array_key}/" + separator.join(["c", *map(str, index)])

@@ -6,11 +6,16 @@ in this order:
 
 1. write the payload chunk(s) of row ``n``. Tensor payloads use one step per
    chunk, so these are new keys and no earlier step is rewritten;
-2. write the chunk of the ``step`` coordinate that holds row ``n`` (1024 steps
-   per chunk, replaced atomically, so the labels already there survive any
-   crash);
-3. rewrite each payload's ``zarr.json`` with the new shape, then the ``step``
-   array's ``zarr.json`` last (each an atomic replace).
+2. write row ``n`` of the ``step`` coordinate (1024 steps per chunk): in place,
+   into its slot of the chunk file, where the store allows it; otherwise by an
+   atomic replace of the chunk. The labels already there survive any crash;
+3. commit: write the new length into each payload's ``zarr.json``, then into
+   the ``step`` array's ``zarr.json`` last.
+
+The length is written in a fixed-width field (see ``format.LENGTH_WIDTH``), so
+on a local disk a commit is a 20-byte ``pwrite`` inside the file's first page,
+which a killed process cannot tear; elsewhere the whole document is replaced
+atomically.
 
 Until step 3 the new row is beyond every array's shape and invisible. A crash
 inside step 3 can leave arrays one row apart; readers take the shortest length
@@ -28,14 +33,17 @@ import numpy as np
 
 from .backend import Backend
 from .format import (
+    SEPARATOR,
     STEP_CHUNK,
     STEP_VAR,
     ChunkEncoder,
     array_metadata,
     chunk_key,
     dumps,
+    dumps_appendable,
     fill_value,
     group_metadata,
+    length_field,
 )
 
 
@@ -52,9 +60,12 @@ class AppendArray:
     split: int = 0
     """Rows per chunk along the first non-step axis (0: the whole axis)."""
     attributes: dict[str, Any] = field(default_factory=dict)
+    separator: str = SEPARATOR
     _encoder: ChunkEncoder = field(init=False, repr=False)
     _tail: np.ndarray | None = field(default=None, init=False, repr=False)
     _tail_index: int = field(default=-1, init=False, repr=False)
+    _tail_on_disk: bool = field(default=False, init=False, repr=False)
+    _length_offset: int | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.step_chunk > 1 and self.codec != "none":
@@ -69,18 +80,31 @@ class AppendArray:
             return (self.step_chunk,)
         return (self.step_chunk, self.split, *self.row_shape[1:])
 
-    def metadata(self, length: int) -> bytes:
-        return dumps(array_metadata(
+    def write_metadata(self, backend: Backend, length: int) -> None:
+        """Replace the whole ``zarr.json`` (atomic), in the appendable layout."""
+        text, self._length_offset = dumps_appendable(array_metadata(
             shape=(length, *self.row_shape), dtype=self.dtype, chunks=self.chunks,
-            dims=self.dims, codec=self.codec, attributes=self.attributes))
+            dims=self.dims, codec=self.codec, attributes=self.attributes,
+            separator=self.separator))
+        backend.write(f"{self.key}/zarr.json", text, replace=True)
+
+    def commit(self, backend: Backend, length: int) -> None:
+        """Make the array ``length`` rows long for readers."""
+        if self._length_offset is not None and backend.write_at(
+                f"{self.key}/zarr.json", self._length_offset, length_field(length)):
+            return
+        self.write_metadata(backend, length)
+
+    def _key(self, index: tuple[int, ...]) -> str:
+        return chunk_key(self.key, index, self.separator)
 
     def write_row(self, backend: Backend, index: int, row: np.ndarray) -> None:
         """Write the chunk(s) holding row ``index``; the row stays invisible."""
         if self.step_chunk == 1:
             rest = (0,) * max(len(self.row_shape) - 1, 0)
             if not self.row_shape:
-                backend.write(chunk_key(self.key, (index,)),
-                              self._encoder.encode(row.reshape(1)), replace=False)
+                backend.write(self._key((index,)), self._encoder.encode(row.reshape(1)),
+                              replace=False)
                 return
             for j, start in enumerate(range(0, self.row_shape[0], self.split)):
                 piece = row[start:start + self.split]
@@ -90,32 +114,38 @@ class AppendArray:
                     pad[: piece.shape[0]] = piece
                     piece = pad
                 piece = np.ascontiguousarray(piece)
-                backend.write(chunk_key(self.key, (index, j, *rest)),
-                              self._encoder.encode(piece), replace=False)
+                backend.write(self._key((index, j, *rest)), self._encoder.encode(piece),
+                              replace=False)
             return
+        # Multi-step chunks (step labels, scalars): uncompressed, one slot per row.
         chunk_index, offset = divmod(index, self.step_chunk)
+        key = self._key((chunk_index, *(0,) * len(self.row_shape)))
         if self._tail is None or self._tail_index != chunk_index:
-            self._tail = self._load_tail(backend, chunk_index)
+            self._tail, self._tail_on_disk = self._load_tail(backend, chunk_index)
             self._tail_index = chunk_index
         self._tail[offset] = row
-        rest = (0,) * len(self.row_shape)
-        backend.write(chunk_key(self.key, (chunk_index, *rest)),
-                      memoryview(self._tail).cast("B"), replace=True)
+        slot = memoryview(self._tail[offset:offset + 1]).cast("B")
+        if self._tail_on_disk and backend.write_at(key, offset * len(slot), slot):
+            return
+        # No row of this chunk is committed when offset == 0, so a plain write
+        # is enough; otherwise replace atomically to keep the committed rows.
+        backend.write(key, memoryview(self._tail).cast("B"), replace=offset > 0)
+        self._tail_on_disk = True
 
-    def _load_tail(self, backend: Backend, chunk_index: int) -> np.ndarray:
-        rest = (0,) * len(self.row_shape)
-        raw = backend.read(chunk_key(self.key, (chunk_index, *rest)))
+    def _load_tail(self, backend: Backend, chunk_index: int) -> tuple[np.ndarray, bool]:
+        raw = backend.read(self._key((chunk_index, *(0,) * len(self.row_shape))))
         shape = (self.step_chunk, *self.row_shape)
         if raw is not None and len(raw) == int(np.prod(shape)) * self.dtype.itemsize:
-            return np.frombuffer(raw, dtype=self.dtype.newbyteorder("<")).reshape(shape).copy()
+            tail = np.frombuffer(raw, dtype=self.dtype.newbyteorder("<")).reshape(shape)
+            return tail.copy(), True
         fv = fill_value(self.dtype)
-        return np.full(shape, np.nan if fv == "NaN" else fv, dtype=self.dtype)
+        return np.full(shape, np.nan if fv == "NaN" else fv, dtype=self.dtype), False
 
     def read_rows(self, backend: Backend, length: int) -> np.ndarray:
         """All committed rows of a multi-step-chunk array (used on resume)."""
         out = []
         for ci in range(-(-length // self.step_chunk)):
-            out.append(self._load_tail(backend, ci))
+            out.append(self._load_tail(backend, ci)[0])
         if not out:
             return np.empty((0, *self.row_shape), self.dtype)
         return np.concatenate(out)[:length]
@@ -127,10 +157,11 @@ class AppendArray:
         codec = "lz4" if "blosc" in names else "zstd" if "zstd" in names else "none"
         chunks = meta["chunk_grid"]["configuration"]["chunk_shape"]
         shape = meta["shape"]
+        separator = meta["chunk_key_encoding"].get("configuration", {}).get("separator", "/")
         arr = cls(key=key, row_shape=tuple(shape[1:]), dtype=np.dtype(meta["data_type"]),
                   dims=tuple(meta["dimension_names"]), codec=codec, step_chunk=chunks[0],
                   split=chunks[1] if len(chunks) > 1 else 0,
-                  attributes=meta.get("attributes", {}))
+                  attributes=meta.get("attributes", {}), separator=separator)
         return arr, int(shape[0])
 
 
@@ -158,7 +189,7 @@ class SeriesWriter:
         for name, (data, dims, attrs) in (static or {}).items():
             write_static_array(self.backend, f"{self.key}/{name}", data, dims, attrs)
         for arr in (*self.payload.values(), self.step):
-            self.backend.write(f"{arr.key}/zarr.json", arr.metadata(0), replace=True)
+            arr.write_metadata(self.backend, 0)
         self.backend.write(f"{self.key}/zarr.json", dumps(group_metadata(self.attributes)),
                            replace=True)
 
@@ -169,7 +200,7 @@ class SeriesWriter:
             arr.write_row(self.backend, n, rows[name])
         self.step.write_row(self.backend, n, np.asarray(step, dtype=np.int64))
         for arr in (*self.payload.values(), self.step):
-            self.backend.write(f"{arr.key}/zarr.json", arr.metadata(n + 1), replace=True)
+            arr.commit(self.backend, n + 1)
         self.length = n + 1
         self.last_step = step
 
@@ -205,7 +236,7 @@ class SeriesWriter:
         series.last_step = int(steps[-1]) if length else None
         for name, arr in (*payload.items(), (STEP_VAR, series.step)):
             if lengths[name] != length:  # a crash between two metadata writes
-                backend.write(f"{arr.key}/zarr.json", arr.metadata(length), replace=True)
+                arr.write_metadata(backend, length)
         return series
 
 
@@ -215,7 +246,7 @@ def write_static_array(backend: Backend, key: str, data: np.ndarray, dims: tuple
     data = np.ascontiguousarray(data, dtype=data.dtype.newbyteorder("<"))
     shape = data.shape or (1,)
     backend.write(chunk_key(key, (0,) * len(shape)), memoryview(data.reshape(shape)).cast("B"),
-                  replace=True)
+                  replace=True)  # a static array is written once, before its metadata
     backend.write(f"{key}/zarr.json", dumps(array_metadata(
         shape=data.shape, dtype=np.dtype(data.dtype.name), chunks=[max(s, 1) for s in shape],
         dims=dims, codec="none", attributes=attributes)), replace=True)
