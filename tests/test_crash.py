@@ -121,8 +121,9 @@ def test_crash_injected_at_every_write(tmp_path, monkeypatch, torn):
                 if torn and op == "write" and not replace:  # a torn write of a new key
                     orig_write(self, key, bytes(data)[: len(data) // 2], replace=False)
                 if torn and op == "write" and replace:  # killed between temp file and rename
-                    tmp = self._path(key).with_name(f".{key.rsplit('/', 1)[-1]}.999.0.tmp")
-                    tmp.write_bytes(bytes(data))
+                    folder, name = os.path.split(self._path(key))
+                    with open(os.path.join(folder, f".{name}.999.0.tmp"), "wb") as f:
+                        f.write(bytes(data))
                 raise _Crash
             count[0] += 1
 

@@ -21,6 +21,7 @@ Reading for analysis does not use this module: it goes through ``zarr`` and
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -86,35 +87,38 @@ class LocalBackend(Backend):
     def __init__(self, path: str | os.PathLike[str]):
         self.url = os.fspath(path)
         self.root = Path(path).expanduser().absolute()
-        self._made_dirs: set[Path] = set()
+        self._root = str(self.root)
+        self._made_dirs: set[str] = set()
 
-    def _path(self, key: str) -> Path:
+    def _path(self, key: str) -> str:
         # Keys are built from encoded names only (see names.py); this is a
         # second line of defence against anything that would leave the root.
         parts = key.split("/")
-        if any(p in ("", ".", "..") for p in parts):
+        if "" in parts or "." in parts or ".." in parts or "\\" in key:
             raise ValueError(f"refusing unsafe store key {key!r}")
-        return self.root.joinpath(*parts)
+        return f"{self._root}{os.sep}{os.sep.join(parts)}"
 
-    def _mkdir(self, folder: Path) -> None:
+    def _mkdir(self, folder: str) -> None:
         if folder not in self._made_dirs:
-            folder.mkdir(parents=True, exist_ok=True)
+            os.makedirs(folder, exist_ok=True)
             self._made_dirs.add(folder)
 
     def write(self, key: str, data: bytes | memoryview, *, replace: bool) -> None:
         path = self._path(key)
-        self._mkdir(path.parent)
+        folder, name = os.path.split(path)
+        self._mkdir(folder)
         if not replace:
             with open(path, "wb") as f:
                 f.write(data)
             return
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{next(_tmp_counter)}.tmp")
+        tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_tmp_counter)}.tmp")
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, path)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
             raise
 
     def write_at(self, key: str, offset: int, data: bytes | memoryview) -> bool:
@@ -129,12 +133,13 @@ class LocalBackend(Backend):
 
     def read(self, key: str) -> bytes | None:
         try:
-            return self._path(key).read_bytes()
+            with open(self._path(key), "rb") as f:
+                return f.read()
         except (FileNotFoundError, NotADirectoryError):
             return None
 
     def children(self, prefix: str) -> list[str]:
-        folder = self._path(prefix) if prefix else self.root
+        folder = self._path(prefix) if prefix else self._root
         try:
             return sorted(e.name for e in os.scandir(folder) if e.is_dir())
         except (FileNotFoundError, NotADirectoryError):
