@@ -204,3 +204,27 @@ def test_newer_format_major_refused(store):
         ts.open_run(store)
     with pytest.raises(ValueError, match="store format 2.0"):
         ts.Recorder(store, mode="a")
+
+
+def test_integer_overflow_is_refused_not_wrapped(rec_with_data, store):
+    rec_with_data.record("input", "ids", np.array([1, -3], np.int8), step=0)
+    rec_with_data.record("input", "ids", np.array([100, -100], np.int64), step=1)  # fits
+    with pytest.raises(ValueError, match=r"'ids' at step 2: values from -200 to 300 do not fit"):
+        rec_with_data.record("input", "ids", np.array([300, -200], np.int64), step=2)
+    rec_with_data.close()
+    np.testing.assert_array_equal(ts.open_run(store)["input", "ids"].values,
+                                  [[1, -3], [100, -100]])
+
+
+def test_integer_like_steps_and_0d_values(store):
+    with ts.Recorder(store) as rec:
+        rec.record("weight", "scale", np.float32(0.5), step=np.int64(3))  # 0-d: no channel
+        rec.record("weight", "scale", 1.5, step=np.array(4))
+        with pytest.raises(TypeError, match="step must be an integer"):
+            rec.record("weight", "scale", 1.0, step=np.array(5.0))
+        with pytest.raises(TypeError, match="step must be an integer"):
+            rec.record("weight", "scale", 1.0, step=np.bool_(True))
+    da = ts.open_run(store)["weight", "scale"]
+    assert da.dims == ("step",)
+    np.testing.assert_array_equal(da["step"].values, [3, 4])
+    np.testing.assert_array_equal(da.values, [0.5, 1.5])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import atexit
 import datetime as _dt
 import json
+import operator
 import os
 import threading
 import weakref
@@ -39,6 +40,7 @@ from ..store.format import (
 )
 from ..store.names import encode_name
 from ..store.series import AppendArray, SeriesWriter, read_static_array, repair_all
+from .buffers import BufferPool
 from .convert import to_numpy
 from .sampling import MOMENT_NAMES, channel_moments, sample_positions
 from .writer import BackgroundWriter
@@ -49,9 +51,15 @@ DEFAULT_MAX_PENDING_BYTES = 512 * 2**20
 
 
 def _check_step(step: Any, where: str) -> int:
-    if isinstance(step, (bool, np.bool_)) or not isinstance(step, (int, np.integer)):
-        raise TypeError(f"{where}: step must be an integer, got {type(step).__name__} {step!r}")
-    step = int(step)
+    """An int, or anything integer-like (NumPy/JAX/PyTorch 0-d integer arrays); not bool."""
+    is_bool = isinstance(step, (bool, np.bool_)) or "bool" in str(getattr(step, "dtype", ""))
+    try:
+        if is_bool:
+            raise TypeError
+        step = operator.index(step)
+    except TypeError:
+        raise TypeError(f"{where}: step must be an integer, got {type(step).__name__} "
+                        f"{step!r}") from None
     if not -(2**63) <= step < 2**63:
         raise ValueError(f"{where}: step {step} does not fit in int64")
     return step
@@ -194,6 +202,7 @@ class Recorder:
         self._groups: set[str] = set()
         self._closed = False
         self._writer: BackgroundWriter | None = None
+        self._pool = BufferPool(max_pending_bytes)
 
         root = self._backend.read("zarr.json")
         if mode == "w-" and not self._backend.is_empty():
@@ -379,6 +388,8 @@ class Recorder:
             raise TypeError(
                 f"{where}: expected numeric data (bool, integer or float), "
                 f"got dtype {arr.dtype} ({source_dtype})")
+        if arr.ndim == 0 and channel_axis == 0:
+            channel_axis = None  # the default means nothing for a 0-d value
         ax = self._channel_axis(channel_axis, arr.shape, where)
         other = [i for i in range(arr.ndim) if i != ax]
         names = self._dims(dims, other, where)
@@ -399,14 +410,27 @@ class Recorder:
             else:
                 self._check_compatible(spec, arr, source_dtype, ax, names, step, max_elements,
                                        series_attrs, where)
-            row = np.moveaxis(arr, ax, 0) if ax is not None else arr
-            row = np.ascontiguousarray(row, dtype=spec.dtype.newbyteorder("<"))
-            if self._writer is not None and copy and np.may_share_memory(row, arr):
-                row = row.copy()
+            moved = np.moveaxis(arr, ax, 0) if ax is not None else arr
+            dtype = spec.dtype.newbyteorder("<")
+            staged = not (moved.flags.c_contiguous and moved.dtype == dtype) or (
+                self._writer is not None and copy)
+            if staged:  # a reused buffer: see buffers.py for why not a fresh array
+                row = self._pool.take(moved.shape, dtype)
+                np.copyto(row, moved, casting="unsafe")
+            else:
+                row = moved
             spec.last_step = step
             series, positions, has_channel = spec.series, spec.positions, ax is not None
-            self._submit(lambda: series.append(step, _payload_rows(row, positions, has_channel)),
-                         row.nbytes)
+            pool = self._pool
+
+            def append() -> None:
+                try:
+                    series.append(step, _payload_rows(row, positions, has_channel))
+                finally:
+                    if staged:
+                        pool.give(row)
+
+            self._submit(append, row.nbytes)
 
     @staticmethod
     def _channel_axis(channel_axis: int | None, shape: tuple[int, ...], where: str) -> int | None:
@@ -540,6 +564,13 @@ class Recorder:
             raise TypeError(
                 f"{where}: dtype {source_dtype} cannot be stored in this series, which holds "
                 f"{spec.dtype} (from {spec.source_dtype}) since its first step")
+        if spec.dtype.kind in "iu" and arr.size and not np.can_cast(arr.dtype, spec.dtype):
+            info = np.iinfo(spec.dtype)
+            lo, hi = arr.min(), arr.max()
+            if lo < info.min or hi > info.max:
+                raise ValueError(
+                    f"{where}: values from {lo} to {hi} do not fit the series' dtype "
+                    f"{spec.dtype} ({info.min}..{info.max}), fixed at its first step")
         if max_elements is not None and spec.positions is not None \
                 and max_elements != spec.max_elements:
             raise ValueError(f"{where}: max_elements={max_elements} differs from "
