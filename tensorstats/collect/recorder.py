@@ -108,7 +108,7 @@ def _close_at_exit() -> None:  # queued asynchronous writes are not lost at exit
     for rec in list(_open_recorders):
         try:
             rec.close()
-        except Exception:  # noqa: BLE001 - nothing left to report to at exit
+        except Exception:
             pass
 
 

@@ -15,7 +15,7 @@ import numpy as np
 Schedule = Callable[[int], bool]
 
 
-class every:  # noqa: N801 - reads as a function: every(10)
+class every:
     """Log every ``n`` steps, starting at ``start``.
 
     Examples
@@ -39,7 +39,7 @@ class every:  # noqa: N801 - reads as a function: every(10)
         return f"every({self.n}, start={self.start})"
 
 
-class at:  # noqa: N801
+class at:
     """Log exactly at the given steps.
 
     Examples
@@ -59,7 +59,7 @@ class at:  # noqa: N801
         return f"at({sorted(self.steps)})"
 
 
-class logspaced(at):  # noqa: N801
+class logspaced(at):
     """About ``num`` steps between ``start`` and ``stop``, dense early and sparse late.
 
     The steps are ``start`` plus ``geomspace(1, stop - start, num)`` rounded

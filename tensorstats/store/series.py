@@ -25,7 +25,6 @@ of the series' arrays, and reopening with ``mode="a"`` repairs the metadata.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
