@@ -187,19 +187,28 @@ class Watcher:
         self._handles.clear()
         self._armed = False
 
-    def _grab(self, t: Any) -> Any:
-        """A private host copy of ``t`` that later in-place changes cannot touch."""
+    def _grab(self, t: Any, channel_axis: int | None = None) -> Any:
+        """A private host copy of ``t`` that later in-place changes cannot touch.
+
+        With a ``channel_axis``, the copy is laid out channel-first (the store's
+        layout) and a view in ``t``'s axis order is returned, so the recorder
+        needs no second, transposing copy: one copy per tensor, done by torch.
+        """
         t = t.detach()
+        moved = t.movedim(channel_axis, 0) if channel_axis else t
         if t.device.type == "cpu":
-            return t.clone(memory_format=self._torch.contiguous_format)
-        host = self._torch.empty(t.shape, dtype=t.dtype, device="cpu",
-                                 pin_memory=t.device.type == "cuda")
-        host.copy_(t, non_blocking=True)
-        if t.device.type == "cuda":
-            event = self._torch.cuda.Event()
-            event.record()
-            self._events.append(event)
-        return host
+            host = self._torch.empty(moved.shape, dtype=t.dtype)
+            host.copy_(moved)
+        else:
+            moved = moved.contiguous()
+            host = self._torch.empty(moved.shape, dtype=t.dtype, device="cpu",
+                                     pin_memory=t.device.type == "cuda")
+            host.copy_(moved, non_blocking=True)
+            if t.device.type == "cuda":
+                event = self._torch.cuda.Event()
+                event.record()
+                self._events.append(event)
+        return host.movedim(0, channel_axis) if channel_axis else host
 
     def _on_pass(self, module: Any, args: Any) -> None:
         if self._probe is not None:
@@ -224,18 +233,18 @@ class Watcher:
                 return
             store = self._captured if self._probe is None else self._probe_captured
             if key not in self._layouts:
-                ax, dims = _layout(module, out.ndim)
-                self._layouts[key] = (ax, dims, name)
+                self._layouts[key] = (*_layout(module, out.ndim), name)
+            ax = self._layouts[key][0]
             if "feature" in self.kinds:
-                store["feature"][key] = self._grab(out)
+                store["feature"][key] = self._grab(out, ax)
             if "input" in self.kinds and inputs and isinstance(inputs[0], self._torch.Tensor):
-                store["input"][key] = self._grab(inputs[0])
                 if ("input", key) not in self._layouts:
                     self._layouts[("input", key)] = (*_layout(module, inputs[0].ndim), name)
+                store["input"][key] = self._grab(inputs[0], self._layouts[("input", key)][0])
             if ("feature_grad" in self.kinds and self._probe is None and out.requires_grad
                     and self._torch.is_grad_enabled()):
-                def grad_hook(g: Any, key: str = key) -> None:
-                    self._captured["feature_grad"][key] = self._grab(g)
+                def grad_hook(g: Any, key: str = key, ax: int | None = ax) -> None:
+                    self._captured["feature_grad"][key] = self._grab(g, ax)
                 out.register_hook(grad_hook)
 
         return hook

@@ -149,11 +149,15 @@ def test_asynchronous_flush_commits_and_bounds_memory(store):
     rec = ts.Recorder(store, asynchronous=True, max_pending_bytes=3 * x.nbytes)
     for s in range(20):
         rec.record("weight", "w", x + s, step=s)
+        rec.record_scalar("loss", s / 2, step=s)
         assert rec.pending_bytes <= 3 * x.nbytes
+    for s in range(20, 25):  # scalars alone, fewer than one batch
+        rec.record_scalar("loss", s / 2, step=s)
     rec.flush()
     assert rec.pending_bytes == 0
     run = ts.open_run(store)  # committed before close
     np.testing.assert_array_equal(run["weight", "w"].values[:, 0, 0], np.arange(20))
+    np.testing.assert_array_equal(run.scalars["loss"].values, np.arange(25) / 2)
     assert rec._writer.peak_pending_bytes <= 3 * x.nbytes
     rec.close()
 

@@ -48,6 +48,7 @@ from .writer import BackgroundWriter
 Mode = Literal["w-", "w", "a"]
 _MODES = ("w-", "w", "a")
 DEFAULT_MAX_PENDING_BYTES = 512 * 2**20
+SCALAR_BATCH = 64
 
 
 def _check_step(step: Any, where: str) -> int:
@@ -203,6 +204,7 @@ class Recorder:
         self._closed = False
         self._writer: BackgroundWriter | None = None
         self._pool = BufferPool(max_pending_bytes)
+        self._held: list[Callable[[], None]] = []
 
         root = self._backend.read("zarr.json")
         if mode == "w-" and not self._backend.is_empty():
@@ -272,6 +274,7 @@ class Recorder:
             if on and self._writer is None:
                 self._writer = BackgroundWriter(self.max_pending_bytes)
             elif not on and self._writer is not None:
+                self._release_held()
                 writer, self._writer = self._writer, None
                 writer.close()
 
@@ -285,12 +288,35 @@ class Recorder:
         """Tensor bytes recorded but not yet written (0 when synchronous)."""
         return self._writer.pending_bytes if self._writer else 0
 
-    def _submit(self, task: Callable[[], None], nbytes: int = 0) -> None:
-        """Run ``task`` now (synchronous) or queue it for the writer thread."""
+    def _submit(self, task: Callable[[], None], nbytes: int = 0, *,
+                batch: bool = False) -> None:
+        """Run ``task`` now (synchronous) or queue it for the writer thread.
+
+        Asynchronously, ``batch=True`` tasks (scalars: tiny and frequent) are
+        held back and queued together, up to :data:`SCALAR_BATCH` at a time or
+        before the next other task, :meth:`flush` or :meth:`close`, so the
+        writer thread wakes once per batch instead of once per training step.
+        """
         if self._writer is None:
             task()
-        else:
+            return
+        if batch:
+            self._held.append(task)
+            if len(self._held) < SCALAR_BATCH:
+                return
+        self._release_held()
+        if not batch:
             self._writer.submit(task, nbytes)
+
+    def _release_held(self) -> None:
+        if self._held and self._writer is not None:
+            tasks, self._held = self._held, []
+
+            def run_all() -> None:
+                for t in tasks:
+                    t()
+
+            self._writer.submit(run_all, 8 * len(tasks))
 
     def _ensure_group(self, key: str, attributes: dict[str, Any]) -> None:
         if key in self._groups:
@@ -631,7 +657,7 @@ class Recorder:
             spec[1] = step
             series = spec[0]
             row = np.asarray(arr.reshape(()), dtype=np.float64)
-            self._submit(lambda: series.append(step, {SCALAR_VAR: row}), 8)
+            self._submit(lambda: series.append(step, {SCALAR_VAR: row}), 8, batch=True)
 
     # -------------------------------------------------------------- lifecycle
     def flush(self) -> None:
@@ -642,6 +668,8 @@ class Recorder:
         the writer's error if one happened.
         """
         self._check_open()
+        with self._lock:
+            self._release_held()
         if self._writer is not None:
             self._writer.flush()
 
@@ -660,6 +688,7 @@ class Recorder:
             self._closed = True
             _open_recorders.discard(self)
             if self._writer is not None:
+                self._release_held()
                 writer, self._writer = self._writer, None
                 writer.close()
             consolidate(self._backend)

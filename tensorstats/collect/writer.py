@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import collections
+import os
 import threading
+import time
 from collections.abc import Callable
+
+NICE = 10
+"""Niceness added to the writer thread (Linux), so training threads win the cores."""
 
 
 class BackgroundWriter:
@@ -26,6 +31,8 @@ class BackgroundWriter:
         self._stop = False
         self.error: BaseException | None = None
         self.peak_pending_bytes = 0
+        self.cpu_seconds = 0.0
+        """CPU time the writer thread has used (measured in the thread)."""
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
 
@@ -68,6 +75,11 @@ class BackgroundWriter:
                                "queued after it were not written") from self.error
 
     def _run(self) -> None:
+        if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+            try:  # on Linux a thread has its own nice value
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
+            except OSError:  # pragma: no cover - not permitted: keep the default
+                pass
         while True:
             with self._cv:
                 while not self._queue and not self._stop:
@@ -76,12 +88,14 @@ class BackgroundWriter:
                     return
                 task, nbytes = self._queue.popleft()
                 self._busy = True
+            t0 = time.thread_time()
             try:
                 if self.error is None:
                     task()
             except BaseException as e:  # handed to the training thread, never lost
                 self.error = e
             finally:
+                self.cpu_seconds += time.thread_time() - t0
                 with self._cv:
                     self._busy = False
                     self._pending -= nbytes
