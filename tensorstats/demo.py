@@ -1,20 +1,28 @@
-"""``python -m tensorstats.demo``: train a small real model, record it, read it back.
+"""``python -m tensorstats.demo``: train the seed paper's CNN twice, record it, compare.
 
-A NumPy multilayer perceptron learns scikit-learn's bundled handwritten
-digits (8x8 images, 10 classes; synthetic blobs if scikit-learn is absent).
-Every 10 steps the :class:`~tensorstats.Recorder` stores each layer's
-``weight``, ``grad``, ``feature`` (pre-activation) and ``feature_grad``; the
-loss is stored every step. The run is then opened lazily with
-:func:`~tensorstats.open_run` and summarised: the store, then how the spread of
-weights and pre-activations moved during training (the seed paper reports that
-weights stay centred while their variance grows, and that feature variance
-grows with depth).
+The seed paper ("Distributions in Deep Neural Networks", B. Park) trains a
+3-conv CNN under several initialisations and looks at how weights and
+pre-activations are distributed before and after training. This demo does the
+same at laptop scale, on scikit-learn's bundled handwritten digits (8x8
+images, 10 classes; no download):
+
+1. trains the CNN with Kaiming and with Xavier initialisation (Adam, batch 64),
+   each run recorded with :func:`tensorstats.torch.watch` every 10 steps:
+   weights, gradients, pre-activations and their gradients, plus the
+   pre-activations on fixed ``train``, ``valid`` and ``random`` probe batches;
+2. opens both runs lazily with :func:`tensorstats.open_runs`;
+3. writes a plain-text report (``demo-output/report.txt``) and prints it: the
+   stores, the loss, and how the spread of weights and pre-activations moved
+   (the paper: weights stay centred while their variance grows; feature
+   variance grows with depth).
+
+Without PyTorch it falls back to a NumPy MLP recorded with the bare
+:class:`~tensorstats.Recorder` (see :mod:`tensorstats.demo_numpy`).
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 import os
 import time
 from typing import Any
@@ -23,127 +31,159 @@ import numpy as np
 
 import tensorstats as ts
 
+INITS = ("kaiming", "xavier")
 
-def load_data(seed: int = 0) -> tuple[np.ndarray, np.ndarray, str]:
-    """Digits from scikit-learn (shipped with the package, no download)."""
-    try:
-        from sklearn.datasets import load_digits
-    except ImportError:  # pragma: no cover - sklearn is in the dev extra
-        rng = np.random.default_rng(seed)
-        y = rng.integers(0, 10, 1797)
-        centers = rng.standard_normal((10, 64))
-        return centers[y] + 0.8 * rng.standard_normal((1797, 64)), y, "synthetic blobs"
+
+def load_digits_split(seed: int = 0) -> dict[str, np.ndarray]:
+    """Digits as (N, 1, 8, 8) float32, standardised, split 80/20."""
+    from sklearn.datasets import load_digits
+
     digits = load_digits()
-    x = digits.data / 16.0
-    return (x - x.mean(0)) / (x.std(0) + 1e-8), digits.target, "scikit-learn digits"
+    x = (digits.images / 16.0).astype(np.float32)[:, None]
+    x = (x - x.mean()) / x.std()
+    y = digits.target.astype(np.int64)
+    order = np.random.default_rng(seed).permutation(len(x))
+    cut = int(0.8 * len(x))
+    return {"x_train": x[order[:cut]], "y_train": y[order[:cut]],
+            "x_valid": x[order[cut:]], "y_valid": y[order[cut:]]}
 
 
-class MLP:
-    """Fully connected ReLU network with softmax cross-entropy, trained by SGD."""
+def seed_cnn(init: str, seed: int = 0) -> Any:
+    """The seed paper's CNN (three 3x3 convs, two max-pools, two Linear), for 1x8x8 inputs."""
+    import torch
+    from torch import nn
 
-    def __init__(self, sizes: list[int], seed: int = 0):
-        rng = np.random.default_rng(seed)
-        self.names = [f"fc{i + 1}" for i in range(len(sizes) - 1)]
-        self.params: dict[str, np.ndarray] = {}
-        for name, (n_in, n_out) in zip(self.names, itertools.pairwise(sizes), strict=True):
-            # Kaiming-normal init, weight stored (out, in) like torch.nn.Linear
-            self.params[f"{name}.weight"] = rng.standard_normal((n_out, n_in)) * np.sqrt(2 / n_in)
-            self.params[f"{name}.bias"] = np.zeros(n_out)
-
-    def forward_backward(self, x: np.ndarray, y: np.ndarray) -> dict[str, Any]:
-        """One pass: loss, grads, pre-activations and their gradients."""
-        acts, pre = [x], {}
-        for i, name in enumerate(self.names):
-            z = acts[-1] @ self.params[f"{name}.weight"].T + self.params[f"{name}.bias"]
-            pre[name] = z
-            acts.append(np.maximum(z, 0) if i < len(self.names) - 1 else z)
-        logits = acts[-1]
-        shifted = logits - logits.max(1, keepdims=True)
-        logp = shifted - np.log(np.exp(shifted).sum(1, keepdims=True))
-        loss = -logp[np.arange(len(y)), y].mean()
-        dz = np.exp(logp)
-        dz[np.arange(len(y)), y] -= 1
-        dz /= len(y)
-        grads, feature_grads = {}, {}
-        for i in reversed(range(len(self.names))):
-            name = self.names[i]
-            feature_grads[name] = dz
-            grads[f"{name}.weight"] = dz.T @ acts[i]
-            grads[f"{name}.bias"] = dz.sum(0)
-            if i:
-                dz = (dz @ self.params[f"{name}.weight"]) * (pre[self.names[i - 1]] > 0)
-        return {"loss": float(loss), "grads": grads, "features": pre,
-                "feature_grads": feature_grads, "logits": logits}
+    torch.manual_seed(seed)
+    model = nn.Sequential()
+    model.add_module("conv1", nn.Conv2d(1, 16, 3, 1, 1))
+    model.add_module("relu1", nn.ReLU())
+    model.add_module("pool1", nn.MaxPool2d(2))
+    model.add_module("conv2", nn.Conv2d(16, 16, 3, 1, 1))
+    model.add_module("relu2", nn.ReLU())
+    model.add_module("pool2", nn.MaxPool2d(2))
+    model.add_module("conv3", nn.Conv2d(16, 16, 3, 1, 1))
+    model.add_module("relu3", nn.ReLU())
+    model.add_module("flatten", nn.Flatten())
+    model.add_module("fc1", nn.Linear(16 * 2 * 2, 128))
+    model.add_module("relu4", nn.ReLU())
+    model.add_module("fc2", nn.Linear(128, 10))
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            if init == "kaiming":
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            elif init == "xavier":
+                nn.init.xavier_normal_(m.weight)
+            else:
+                raise ValueError(f"unknown init {init!r}; choose from {INITS}")
+            nn.init.zeros_(m.bias)
+    return model
 
 
-def train(path: str, *, steps: int = 400, every: int = 10, batch: int = 64, lr: float = 0.1,
-          seed: int = 0, mode: str = "w") -> dict[str, Any]:
-    """Train the MLP on digits, recording into ``path``; returns a small summary."""
-    x, y, source = load_data(seed)
-    rng = np.random.default_rng(seed)
-    model = MLP([64, 128, 64, 10], seed=seed)
-    attrs = {"model": "MLP 64-128-64-10", "data": source, "optimizer": "SGD", "lr": lr,
-             "batch_size": batch, "init": "kaiming_normal", "seed": seed}
+def train(path: str, init: str, data: dict[str, np.ndarray], *, steps: int = 300,
+          every: int = 10, batch: int = 64, lr: float = 1e-3, seed: int = 0) -> dict[str, Any]:
+    """Train one run and record it into ``path`` (overwritten if it is a store)."""
+    import torch
+    import torch.nn.functional as F
+
+    from tensorstats.torch import watch
+
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    model = seed_cnn(init, seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    x, y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])
+    g = torch.Generator().manual_seed(seed)
+    probes = {"train": x[:256], "valid": torch.from_numpy(data["x_valid"][:256]),
+              "random": torch.randn(256, 1, 8, 8, generator=g)}
+    attrs = {"model": "seed-paper CNN (3 conv + 2 linear) on 1x8x8 digits", "init": init,
+             "optimizer": "Adam", "lr": lr, "batch_size": batch, "seed": seed,
+             "data": "scikit-learn digits, 80% train"}
     t0 = time.perf_counter()
-    with ts.Recorder(path, mode=mode, attrs=attrs) as rec:
+    with ts.Recorder(path, mode="w", attrs=attrs) as rec, \
+            watch(model, rec, every=ts.every(every), probes=probes) as w:
         for step in range(steps):
-            idx = rng.choice(len(x), batch, replace=False)
-            out = model.forward_backward(x[idx], y[idx])
-            rec.record_scalar("loss", out["loss"], step=step)
-            if step % every == 0 or step == steps - 1:
-                for pname, value in model.params.items():  # values this pass used
-                    rec.record("weight", pname, value, step=step)
-                    rec.record("grad", pname, out["grads"][pname], step=step)
-                for name in model.names:  # (batch, units): channel_axis=1
-                    rec.record("feature", name, out["features"][name], step=step, channel_axis=1,
-                               dims=("sample",))
-                    rec.record("feature_grad", name, out["feature_grads"][name], step=step,
-                               channel_axis=1, dims=("sample",))
-            for pname, g in out["grads"].items():
-                model.params[pname] -= lr * g
-        rec.record_scalar("accuracy", float((model.forward_backward(x, y)["logits"].argmax(1)
-                                             == y).mean()), step=steps - 1)
-    return {"seconds": time.perf_counter() - t0, "model": model}
+            idx = torch.randint(0, len(x), (batch,), generator=g)
+            opt.zero_grad()
+            loss = F.cross_entropy(model(x[idx]), y[idx])
+            loss.backward()
+            opt.step()
+            w.step(step, loss=loss.item())
+        with torch.no_grad():
+            pred = model(torch.from_numpy(data["x_valid"])).argmax(1).numpy()
+        rec.record_scalar("valid_accuracy", float((pred == data["y_valid"]).mean()),
+                          step=steps - 1)
+    return {"seconds": time.perf_counter() - t0}
 
 
-def summarise(path: str) -> str:
-    """A plain-text summary of the recorded run, computed lazily from the store."""
-    run = ts.open_run(path)
-    lines = [repr(run), ""]
-    loss = run.scalars["loss"].dropna("step").values
-    accuracy = run.scalars["accuracy"].dropna("step").values[-1]
-    lines.append(f"loss: {loss[:10].mean():.3f} (first 10 steps) -> {loss[-10:].mean():.3f} "
-                 f"(last 10); accuracy on all digits after training: {accuracy:.1%}")
+def report(paths: dict[str, str]) -> str:
+    """Plain-text comparison of the runs, computed lazily from the stores."""
+    runs = ts.open_runs(paths)
+    lines = []
+    for name, run in runs.runs.items():
+        lines += [repr(run), ""]
+    lines.append("loss (mean of first / last 20 steps) and validation accuracy")
+    loss = runs.scalars["loss"]
+    for name in runs.names:
+        values = loss.sel(run=name).dropna("step").values
+        acc = runs.scalars["valid_accuracy"].sel(run=name).dropna("step").values[-1]
+        lines.append(f"  {name:<8} {values[:20].mean():.3f} -> {values[-20:].mean():.3f}   "
+                     f"valid accuracy {acc:.1%}")
     lines += ["", "weights: mean and std over all elements, first vs last recorded step",
-              f"  {'layer':<12}{'mean0':>9}{'mean1':>9}{'std0':>9}{'std1':>9}{'std1/std0':>11}"]
-    for layer in run.layers("weight"):
-        if not layer.endswith(".weight"):
-            continue
-        da = run["weight", layer]
-        dims = [d for d in da.dims if d != "step"]
-        mean, std = da.mean(dims).values, da.std(dims).values
-        lines.append(f"  {layer:<12}{mean[0]:>9.4f}{mean[-1]:>9.4f}{std[0]:>9.4f}"
-                     f"{std[-1]:>9.4f}{std[-1] / std[0]:>11.2f}")
-    lines += ["", "pre-activations (features): std over batch and units, by depth",
-              f"  {'layer':<12}{'std0':>9}{'std1':>9}"]
-    for layer in run.layers("feature"):
-        std = run["feature", layer].std(["channel", "sample"]).values
-        lines.append(f"  {layer:<12}{std[0]:>9.3f}{std[-1]:>9.3f}")
+              f"  {'run':<8} {'layer':<13}{'mean0':>9}{'mean1':>9}{'std0':>9}{'std1':>9}"
+              f"{'std1/std0':>11}"]
+    for layer in [lay for lay in runs.layers("weight") if lay.endswith(".weight")]:
+        da = runs["weight", layer]
+        pooled = [d for d in da.dims if d not in ("run", "step")]
+        mean, std = da.mean(pooled).compute(), da.std(pooled).compute()
+        for name in runs.names:
+            m, s = mean.sel(run=name).values, std.sel(run=name).values
+            lines.append(f"  {name:<8} {layer:<13}{m[0]:>9.4f}{m[-1]:>9.4f}{s[0]:>9.4f}"
+                         f"{s[-1]:>9.4f}{s[-1] / s[0]:>11.2f}")
+    lines += ["", "pre-activations on the fixed probe batches: std over samples, channels "
+              "and positions,", "first vs last recorded step, by depth"]
+    first = runs.runs[runs.names[0]]
+    header = f"  {'run':<8} {'layer':<7}" + "".join(
+        f"{p + ' 0':>10}{p + ' 1':>10}" for p in first.probes)
+    lines.append(header)
+    for name, run in runs.runs.items():
+        for layer in run.probe(first.probes[0]).layers("feature"):
+            row = f"  {name:<8} {layer:<7}"
+            for probe in run.probes:
+                da = run.probe(probe)["feature", layer]
+                std = da.std([d for d in da.dims if d != "step"]).values
+                row += f"{std[0]:>10.3f}{std[-1]:>10.3f}"
+            lines.append(row)
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=os.path.join("demo-output", "run.zarr"),
-                        help="where to write the run store (overwritten if it is one)")
-    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--out", default="demo-output",
+                        help="folder for the run stores and the report (stores are overwritten)")
+    parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--every", type=int, default=10)
     args = parser.parse_args(argv)
-    result = train(args.out, steps=args.steps, every=args.every)
-    print(f"trained {args.steps} steps in {result['seconds']:.1f}s, recorded into {args.out}\n")
-    print(summarise(args.out))
-    print(f"\nOpen it yourself:  python -c \"import tensorstats as ts; "
-          f"print(ts.open_run('{args.out}'))\"")
+    try:
+        import torch  # noqa: F401
+    except ImportError:  # pragma: no cover - make demo installs torch
+        from tensorstats import demo_numpy
+
+        demo_numpy.main(["--out", os.path.join(args.out, "run.zarr"), "--steps",
+                         str(args.steps), "--every", str(args.every)])
+        return
+    os.makedirs(args.out, exist_ok=True)
+    data = load_digits_split()
+    paths = {init: os.path.join(args.out, f"{init}.zarr") for init in INITS}
+    for init, path in paths.items():
+        result = train(path, init, data, steps=args.steps, every=args.every)
+        print(f"trained {init}: {args.steps} steps in {result['seconds']:.1f}s -> {path}")
+    text = report(paths)
+    report_path = os.path.join(args.out, "report.txt")
+    with open(report_path, "w", encoding="utf-8") as f:
+        f.write(text + "\n")
+    print()
+    print(text)
+    print(f"\nreport written to {report_path}; open a run yourself with\n"
+          f"  python -c \"import tensorstats as ts; print(ts.open_run('{paths['kaiming']}'))\"")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .collect.buffers import aligned_empty
 from .collect.recorder import Recorder
 from .collect.schedules import Schedule, as_schedule
 
@@ -127,6 +128,8 @@ class Watcher:
         self._captured: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
         self._layouts: dict[str, tuple[int | None, tuple[str, ...], str]] = {}
         self._events: list[Any] = []
+        self._buffers: dict[tuple[str, ...], list[Any]] = {}
+        self._set = 0
         self._last_step: int | None = None
         self._warned: set[str] = set()
         self._next_step = int(start_step)
@@ -187,17 +190,44 @@ class Watcher:
         self._handles.clear()
         self._armed = False
 
-    def _grab(self, t: Any, channel_axis: int | None = None) -> Any:
+    def _buffer(self, slot: tuple[str, ...], shape: Any, dtype: Any) -> Any:
+        """This logged step's reusable, page-aligned host buffer for ``slot``.
+
+        Two sets of buffers alternate between logged steps: one is filled while
+        the other may still be being written; ``step`` flushes the recorder
+        before switching, so a set is free again when it is reused. Memory is
+        thus bounded by two logged steps' tensors, and no step allocates.
+        """
+        torch = self._torch
+        pair = self._buffers.setdefault(slot, [None, None])
+        buf = pair[self._set]
+        if buf is None or tuple(buf.shape) != tuple(shape) or buf.dtype != dtype:
+            numel = 1
+            for n in shape:
+                numel *= int(n)
+            itemsize = torch.empty((), dtype=dtype).element_size()
+            if numel == 0:
+                buf = torch.empty(shape, dtype=dtype)
+            else:
+                raw = aligned_empty(numel * itemsize)
+                buf = torch.frombuffer(raw, dtype=dtype, count=numel).view(tuple(shape))
+                buf._tensorstats_raw = raw  # keep the memory alive with the tensor
+            pair[self._set] = buf
+        return buf
+
+    def _grab(self, t: Any, channel_axis: int | None = None,
+              slot: tuple[str, ...] = ()) -> Any:
         """A private host copy of ``t`` that later in-place changes cannot touch.
 
         With a ``channel_axis``, the copy is laid out channel-first (the store's
         layout) and a view in ``t``'s axis order is returned, so the recorder
-        needs no second, transposing copy: one copy per tensor, done by torch.
+        needs no second, transposing copy: one copy per tensor, done by torch,
+        into a buffer reused from two logged steps before (see :meth:`_buffer`).
         """
         t = t.detach()
         moved = t.movedim(channel_axis, 0) if channel_axis else t
         if t.device.type == "cpu":
-            host = self._torch.empty(moved.shape, dtype=t.dtype)
+            host = self._buffer(slot, moved.shape, t.dtype)
             host.copy_(moved)
         else:
             moved = moved.contiguous()
@@ -217,7 +247,7 @@ class Watcher:
         self._calls.clear()
         if self._passes == 1 and "weight" in self.kinds:  # the values this pass uses
             for qname, (p, _) in self.params.items():
-                self._captured["weight"][qname] = self._grab(p)
+                self._captured["weight"][qname] = self._grab(p, slot=("weight", qname))
 
     def _forward_hook(self, name: str) -> Callable[..., None]:
         def hook(module: Any, inputs: Any, output: Any) -> None:
@@ -235,16 +265,18 @@ class Watcher:
             if key not in self._layouts:
                 self._layouts[key] = (*_layout(module, out.ndim), name)
             ax = self._layouts[key][0]
+            probe = () if self._probe is None else ("probe", self._probe)
             if "feature" in self.kinds:
-                store["feature"][key] = self._grab(out, ax)
+                store["feature"][key] = self._grab(out, ax, (*probe, "feature", key))
             if "input" in self.kinds and inputs and isinstance(inputs[0], self._torch.Tensor):
                 if ("input", key) not in self._layouts:
                     self._layouts[("input", key)] = (*_layout(module, inputs[0].ndim), name)
-                store["input"][key] = self._grab(inputs[0], self._layouts[("input", key)][0])
+                store["input"][key] = self._grab(inputs[0], self._layouts[("input", key)][0],
+                                                 (*probe, "input", key))
             if ("feature_grad" in self.kinds and self._probe is None and out.requires_grad
                     and self._torch.is_grad_enabled()):
                 def grad_hook(g: Any, key: str = key, ax: int | None = ax) -> None:
-                    self._captured["feature_grad"][key] = self._grab(g, ax)
+                    self._captured["feature_grad"][key] = self._grab(g, ax, ("feature_grad", key))
                 out.register_hook(grad_hook)
 
         return hook
@@ -252,7 +284,7 @@ class Watcher:
     def _grad_hook(self, qname: str) -> Callable[[Any], None]:
         def hook(p: Any) -> None:
             if self._passes == 1 and qname not in self._captured["grad"] and p.grad is not None:
-                self._captured["grad"][qname] = self._grab(p.grad)
+                self._captured["grad"][qname] = self._grab(p.grad, slot=("grad", qname))
 
         return hook
 
@@ -281,8 +313,12 @@ class Watcher:
         captured = any(self._captured[k] for k in self.kinds)
         if self._armed and self.schedule(step):
             if captured:
+                # The previous logged step's writes must be done before its
+                # buffers are refilled; this also bounds what waits in memory.
+                self.recorder.flush()
                 self._record(step)
                 self._run_probes(step)
+                self._set ^= 1
             else:
                 self._warn("nothing", f"step {step} is a logging step but no forward/backward "
                                       "pass ran since the last w.step(); nothing recorded")

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 import tensorstats as ts
-from tensorstats import demo
+from tensorstats import demo, demo_numpy
 
 
 def test_demo_gradients_match_autograd():
     torch = pytest.importorskip("torch")
-    x, y, _ = demo.load_data()
+    x, y, _ = demo_numpy.load_data()
     x, y = x[:32], y[:32]
-    model = demo.MLP([64, 16, 12, 10], seed=3)
+    model = demo_numpy.MLP([64, 16, 12, 10], seed=3)
     out = model.forward_backward(x, y)
 
     params = {k: torch.tensor(v, requires_grad=True) for k, v in model.params.items()}
@@ -36,9 +36,9 @@ def test_demo_gradients_match_autograd():
                                    atol=1e-14)
 
 
-def test_demo_end_to_end(tmp_path, capsys):
+def test_numpy_demo_end_to_end(tmp_path, capsys):
     out = tmp_path / "run.zarr"
-    demo.main(["--out", str(out), "--steps", "30", "--every", "10"])
+    demo_numpy.main(["--out", str(out), "--steps", "30", "--every", "10"])
     text = capsys.readouterr().out
     assert "fc1.weight" in text and "loss:" in text
     run = ts.open_run(out)
@@ -46,7 +46,24 @@ def test_demo_end_to_end(tmp_path, capsys):
     np.testing.assert_array_equal(run["weight", "fc1.weight"]["step"].values, [0, 10, 20, 29])
     assert run.scalars["loss"].dropna("step").sizes["step"] == 30
     # the weights recorded at step 0 are the initial ones (the pass's weights)
-    init = demo.MLP([64, 128, 64, 10], seed=0).params["fc1.weight"]
+    init = demo_numpy.MLP([64, 128, 64, 10], seed=0).params["fc1.weight"]
     np.testing.assert_array_equal(run["weight", "fc1.weight"].isel(step=0).values, init)
-    demo.main(["--out", str(out), "--steps", "12"])  # rerun overwrites its own output
+    demo_numpy.main(["--out", str(out), "--steps", "12"])  # rerun overwrites its own output
     assert ts.open_run(out)["weight", "fc1.weight"].sizes["step"] == 3
+
+
+def test_torch_demo_end_to_end(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("sklearn")
+    demo.main(["--out", str(tmp_path), "--steps", "21", "--every", "10"])
+    text = capsys.readouterr().out
+    assert (tmp_path / "report.txt").read_text().strip() in text
+    runs = ts.open_runs({i: tmp_path / f"{i}.zarr" for i in demo.INITS})
+    assert runs["weight", "conv1.weight"]["step"].values.tolist() == [0, 10, 20]
+    assert runs.runs["kaiming"].probes == ["random", "train", "valid"]
+    assert runs.runs["xavier"].attrs["init"] == "xavier"
+    # the recorded initial weights are the initialisation: Kaiming std = sqrt(2 / fan_in)
+    w0 = runs["weight", "conv2.weight"].sel(run="kaiming", step=0).values
+    assert abs(w0.std() / np.sqrt(2 / (16 * 9)) - 1) < 0.1
+    for line in ("loss (mean of first", "conv1.weight", "pre-activations on the fixed probe"):
+        assert line in text

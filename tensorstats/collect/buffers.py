@@ -12,6 +12,23 @@ import threading
 
 import numpy as np
 
+ALIGN = 4096
+"""Buffers start on a page boundary, so they can be written with ``O_DIRECT``."""
+
+
+def aligned_empty(nbytes: int) -> np.ndarray:
+    """An uninitialised ``uint8`` array of ``nbytes`` starting on an :data:`ALIGN` boundary.
+
+    Examples
+    --------
+    >>> a = aligned_empty(10_000)
+    >>> a.nbytes, a.ctypes.data % ALIGN
+    (10000, 0)
+    """
+    raw = np.empty(nbytes + ALIGN, np.uint8)
+    start = -raw.ctypes.data % ALIGN
+    return raw[start:start + nbytes]
+
 
 class BufferPool:
     """Hand out C-contiguous arrays backed by reused memory.
@@ -33,6 +50,7 @@ class BufferPool:
         self.max_bytes = max_bytes
         self._idle: dict[int, list[np.ndarray]] = {}
         self._idle_bytes = 0
+        self._lent: dict[int, np.ndarray] = {}
         self._lock = threading.Lock()
 
     def take(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -43,17 +61,19 @@ class BufferPool:
             if raw is not None:
                 self._idle_bytes -= nbytes
         if raw is None:
-            raw = np.empty(max(nbytes, 1), np.uint8)
-        return raw[:nbytes].view(dtype).reshape(shape)
+            raw = aligned_empty(max(nbytes, 1))
+        arr = raw[:nbytes].view(dtype).reshape(shape)
+        with self._lock:
+            self._lent[id(arr)] = raw
+        return arr
 
     def give(self, arr: np.ndarray) -> None:
-        raw = arr.base if arr.base is not None else arr
-        while raw.base is not None:
-            raw = raw.base
-        if not isinstance(raw, np.ndarray) or raw.dtype != np.uint8:
-            return
-        nbytes = arr.nbytes
+        """Return an array that :meth:`take` handed out (anything else is ignored)."""
         with self._lock:
+            raw = self._lent.pop(id(arr), None)
+            if raw is None:
+                return
+            nbytes = arr.nbytes
             if self._idle_bytes + nbytes <= self.max_bytes:
                 self._idle.setdefault(nbytes, []).append(raw)
                 self._idle_bytes += nbytes

@@ -690,8 +690,15 @@ class Recorder:
             if self._writer is not None:
                 self._release_held()
                 writer, self._writer = self._writer, None
-                writer.close()
-            consolidate(self._backend)
+                try:
+                    writer.close()
+                except BaseException:
+                    self._backend.close()
+                    raise
+            try:
+                consolidate(self._backend)
+            finally:
+                self._backend.close()
 
     @property
     def closed(self) -> bool:

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 
-NICE = 10
+NICE = int(os.environ.get("TENSORSTATS_WRITER_NICE", "0"))
 """Niceness added to the writer thread (Linux), so training threads win the cores."""
 
 

@@ -32,6 +32,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 _tmp_counter = itertools.count()
 
 
@@ -49,6 +51,9 @@ class Backend(ABC):
         write must then be atomic. ``replace=False`` promises the key is new
         (or holds nothing a reader can see), so a plain write is enough.
         """
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release whatever the backend keeps open."""
 
     def write_at(self, key: str, offset: int, data: bytes | memoryview) -> bool:
         """Overwrite part of an existing key in place; ``False`` where unsupported.
@@ -83,6 +88,8 @@ class Backend(ABC):
         """A ``zarr.abc.store.Store`` on the same location, for reading."""
 
 
+MAX_OPEN_FILES = 128
+"""Descriptors kept open for in-place writes (least recently used closed first)."""
 DIRECT_MIN_BYTES = 256 * 1024
 """New keys at least this large are written with ``O_DIRECT`` where the file
 system allows it (see :meth:`LocalBackend.write`)."""
@@ -108,6 +115,7 @@ class LocalBackend(Backend):
         self._direct = hasattr(os, "O_DIRECT")
         self._bounce: mmap.mmap | None = None
         self._bounce_lock = threading.Lock()
+        self._fds: dict[str, int] = {}
 
     def _write_direct(self, path: str, data: bytes | memoryview) -> bool:
         """Write a new file: the block-aligned head with O_DIRECT, the tail buffered."""
@@ -119,13 +127,19 @@ class LocalBackend(Backend):
             self._direct = False
             return False
         try:
-            with self._bounce_lock:
-                if self._bounce is None or len(self._bounce) < head:
-                    self._bounce = mmap.mmap(-1, max(head, 1 << 20))  # page aligned
-                self._bounce[:head] = view[:head]
+            address = np.frombuffer(view, np.uint8).ctypes.data if head else 0
+            if address % _BLOCK == 0:  # already aligned: straight from the caller's memory
                 done = 0
                 while done < head:
-                    done += os.write(fd, memoryview(self._bounce)[done:head])
+                    done += os.write(fd, view[done:head])
+            else:
+                with self._bounce_lock:
+                    if self._bounce is None or len(self._bounce) < head:
+                        self._bounce = mmap.mmap(-1, max(head, 1 << 20))  # page aligned
+                    self._bounce[:head] = view[:head]
+                    done = 0
+                    while done < head:
+                        done += os.write(fd, memoryview(self._bounce)[done:head])
         except OSError:
             os.close(fd)
             self._direct = False
@@ -159,6 +173,7 @@ class LocalBackend(Backend):
             with open(path, "wb") as f:
                 f.write(data)
             return
+        self._forget(key)  # the key gets a new file; a kept descriptor would be stale
         tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_tmp_counter)}.tmp")
         try:
             with open(tmp, "wb") as f:
@@ -170,13 +185,31 @@ class LocalBackend(Backend):
             raise
 
     def write_at(self, key: str, offset: int, data: bytes | memoryview) -> bool:
-        try:
-            fd = os.open(self._path(key), os.O_WRONLY)
-        except FileNotFoundError:
-            return False
+        # The same few files (each series' zarr.json and step chunk) are written
+        # in place at every step, so their descriptors are kept open (LRU).
+        fd = self._fds.pop(key, None)
+        if fd is None:
+            try:
+                fd = os.open(self._path(key), os.O_WRONLY)
+            except FileNotFoundError:
+                return False
+            if len(self._fds) >= MAX_OPEN_FILES:
+                os.close(self._fds.pop(next(iter(self._fds))))
+        self._fds[key] = fd
         try:
             return os.pwrite(fd, data, offset) == len(data)
-        finally:
+        except OSError:
+            os.close(self._fds.pop(key))
+            raise
+
+    def close(self) -> None:
+        """Close the descriptors kept open by :meth:`write_at`."""
+        while self._fds:
+            os.close(self._fds.popitem()[1])
+
+    def _forget(self, key: str) -> None:
+        fd = self._fds.pop(key, None)
+        if fd is not None:
             os.close(fd)
 
     def read(self, key: str) -> bytes | None:
@@ -204,6 +237,7 @@ class LocalBackend(Backend):
         return next(os.scandir(self.root), None) is None
 
     def remove_all(self) -> None:
+        self.close()
         if self.root.is_dir():
             shutil.rmtree(self.root)
         elif self.root.exists():
