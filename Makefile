@@ -29,6 +29,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/write_throughput.py
+	$(PY) benchmarks/collector_overhead.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -118,7 +118,7 @@ def report(paths: dict[str, str]) -> str:
     """Plain-text comparison of the runs, computed lazily from the stores."""
     runs = ts.open_runs(paths)
     lines = []
-    for name, run in runs.runs.items():
+    for run in runs.runs.values():
         lines += [repr(run), ""]
     lines.append("loss (mean of first / last 20 steps) and validation accuracy")
     loss = runs.scalars["loss"]
