@@ -228,3 +228,12 @@ def test_integer_like_steps_and_0d_values(store):
     assert da.dims == ("step",)
     np.testing.assert_array_equal(da["step"].values, [3, 4])
     np.testing.assert_array_equal(da.values, [0.5, 1.5])
+
+
+def test_series_attrs_must_be_json(rec_with_data, store):
+    with pytest.raises(TypeError, match="'meta' at step 0: attrs must be JSON-serialisable"):
+        rec_with_data.record("weight", "meta", np.ones(2), step=0, attrs={"f": object()})
+    with pytest.raises(ValueError, match="reserved"):
+        rec_with_data.record("weight", "meta", np.ones(2), step=0, attrs={"tensorstats": 1})
+    rec_with_data.close()
+    assert "meta" not in ts.open_run(store).layers("weight")

@@ -424,15 +424,16 @@ class Recorder:
                                          or max_elements < 1):
             raise ValueError(f"{where}: max_elements must be a positive int or None, "
                              f"got {max_elements!r}")
-        series_attrs = _check_json(attrs, f"{where}: attrs") if attrs is not None else None
+        series_attrs = dict(attrs) if attrs is not None else None
         key = f"{section}/{kind_key}/{layer_key}"
         with self._lock:
             self._check_open()
             spec = self._tensor_spec(key, section)
             if spec is None:
+                user_attrs = _check_json(series_attrs, f"{where}: attrs")  # checked once
                 spec = self._new_tensor_series(
                     key, section, kind, layer, probe, arr, source_dtype, ax, names,
-                    max_elements, series_attrs or {})
+                    max_elements, user_attrs)
             else:
                 self._check_compatible(spec, arr, source_dtype, ax, names, step, max_elements,
                                        series_attrs, where)
