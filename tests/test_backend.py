@@ -1,4 +1,4 @@
-"""The local backend's fast paths (O_DIRECT, in-place writes, kept descriptors) against plain I/O."""
+"""The local backend's fast paths (O_DIRECT, in-place writes, kept descriptors) vs plain I/O."""
 
 from __future__ import annotations
 

@@ -15,16 +15,24 @@ _NARROW_FLOATS = ("bfloat16", "float8")
 """dtype-name prefixes NumPy cannot hold natively; they are widened to float32."""
 
 
+_TORCH_DTYPE_NAMES: dict[Any, str] = {}
+
+
 def _torch_to_numpy(t: Any) -> tuple[np.ndarray, str]:
     t = t.detach()
-    source = str(t.dtype).removeprefix("torch.")
-    if t.is_complex():
+    dtype = t.dtype
+    source = _TORCH_DTYPE_NAMES.get(dtype)
+    if source is None:
+        source = _TORCH_DTYPE_NAMES.setdefault(dtype, str(dtype).removeprefix("torch."))
+    if dtype.is_complex:
         raise TypeError(f"complex tensors are not supported (dtype {source})")
     if source.startswith(_NARROW_FLOATS):
         t = t.float()
     if t.device.type != "cpu":
         t = t.cpu()
-    return t.resolve_conj().resolve_neg().numpy(), source
+    if t.is_conj() or t.is_neg():
+        t = t.resolve_conj().resolve_neg()
+    return t.numpy(), source
 
 
 def _is_torch_tensor(value: Any) -> bool:

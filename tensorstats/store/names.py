@@ -16,6 +16,7 @@ non-empty string. The original name is also stored in the node's attributes.
 
 from __future__ import annotations
 
+import functools
 import re
 from urllib.parse import unquote
 
@@ -57,6 +58,11 @@ def encode_name(name: str, *, what: str = "name") -> str:
         raise TypeError(f"{what} must be a str, got {type(name).__name__}: {name!r}")
     if name == "":
         raise ValueError(f"{what} must be a non-empty string")
+    return _encode(name)
+
+
+@functools.lru_cache(maxsize=65536)
+def _encode(name: str) -> str:
     if name in (".", ".."):
         return "%2E" * len(name)
     out = "".join(ch if ch in _SAFE else _escape(ch) for ch in name)
