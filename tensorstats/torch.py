@@ -128,8 +128,7 @@ class Watcher:
         self._captured: dict[str, dict[str, Any]] = {k: {} for k in KINDS}
         self._layouts: dict[str, tuple[int | None, tuple[str, ...], str]] = {}
         self._events: list[Any] = []
-        self._buffers: dict[tuple[str, ...], list[Any]] = {}
-        self._set = 0
+        self._buffers: dict[tuple[str, ...], Any] = {}
         self._last_step: int | None = None
         self._warned: set[str] = set()
         self._next_step = int(start_step)
@@ -191,16 +190,15 @@ class Watcher:
         self._armed = False
 
     def _buffer(self, slot: tuple[str, ...], shape: Any, dtype: Any) -> Any:
-        """This logged step's reusable, page-aligned host buffer for ``slot``.
+        """The reusable, page-aligned host buffer for ``slot``.
 
-        Two sets of buffers alternate between logged steps: one is filled while
-        the other may still be being written; ``step`` flushes the recorder
-        before switching, so a set is free again when it is reused. Memory is
-        thus bounded by two logged steps' tensors, and no step allocates.
+        A logged pass starts by flushing the recorder (see :meth:`_on_pass`),
+        so the previous logged step's buffers are written and free again:
+        memory stays bounded by one logged step's tensors, and no logged step
+        allocates.
         """
         torch = self._torch
-        pair = self._buffers.setdefault(slot, [None, None])
-        buf = pair[self._set]
+        buf = self._buffers.get(slot)
         if buf is None or tuple(buf.shape) != tuple(shape) or buf.dtype != dtype:
             numel = 1
             for n in shape:
@@ -212,7 +210,7 @@ class Watcher:
                 raw = aligned_empty(numel * itemsize)
                 buf = torch.frombuffer(raw, dtype=dtype, count=numel).view(tuple(shape))
                 buf._tensorstats_raw = raw  # keep the memory alive with the tensor
-            pair[self._set] = buf
+            self._buffers[slot] = buf
         return buf
 
     def _grab(self, t: Any, channel_axis: int | None = None,
@@ -222,7 +220,7 @@ class Watcher:
         With a ``channel_axis``, the copy is laid out channel-first (the store's
         layout) and a view in ``t``'s axis order is returned, so the recorder
         needs no second, transposing copy: one copy per tensor, done by torch,
-        into a buffer reused from two logged steps before (see :meth:`_buffer`).
+        into a buffer reused from the previous logged step (see :meth:`_buffer`).
         """
         t = t.detach()
         moved = t.movedim(channel_axis, 0) if channel_axis else t
@@ -245,6 +243,10 @@ class Watcher:
             return
         self._passes += 1
         self._calls.clear()
+        if self._passes == 1:
+            # The previous logged step's tensors must be written before their
+            # buffers are refilled; usually they are long done and this is free.
+            self.recorder.flush()
         if self._passes == 1 and "weight" in self.kinds:  # the values this pass uses
             for qname, (p, _) in self.params.items():
                 self._captured["weight"][qname] = self._grab(p, slot=("weight", qname))
@@ -313,12 +315,8 @@ class Watcher:
         captured = any(self._captured[k] for k in self.kinds)
         if self._armed and self.schedule(step):
             if captured:
-                # The previous logged step's writes must be done before its
-                # buffers are refilled; this also bounds what waits in memory.
-                self.recorder.flush()
                 self._record(step)
                 self._run_probes(step)
-                self._set ^= 1
             else:
                 self._warn("nothing", f"step {step} is a logging step but no forward/backward "
                                       "pass ran since the last w.step(); nothing recorded")
