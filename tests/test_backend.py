@@ -65,3 +65,13 @@ def test_big_tensors_through_the_recorder(tmp_path, asynchronous):
     np.testing.assert_array_equal(got, np.stack([np.moveaxis(x, 1, 0) for x in data]))
     assert os.path.getsize(tmp_path / "run.zarr/tensors/feature/f/tensor/c.0.0.0.0") == \
         data[0].nbytes
+
+
+@pytest.mark.parametrize("key", ["../x", "a/../../b", "a//b", "/abs", "a/./b", "a\\b", ""])
+def test_unsafe_keys_are_refused_by_every_backend(tmp_path, key):
+    from tensorstats.store.backend import FsspecBackend
+
+    for backend in (LocalBackend(tmp_path / "s"), FsspecBackend("memory://ts-key-test/s")):
+        with pytest.raises(ValueError, match="unsafe store key"):
+            backend.write(key, b"x", replace=False)
+    assert not (tmp_path / "x").exists() and not (tmp_path / "b").exists()

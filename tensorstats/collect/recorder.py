@@ -101,6 +101,12 @@ class _TensorSpec:
     last_step: int | None
 
 
+@dataclass
+class _ScalarSpec:
+    series: SeriesWriter
+    last_step: int | None
+
+
 _open_recorders: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
 
@@ -642,7 +648,7 @@ class Recorder:
             if spec is None and self.mode == "a":
                 series = SeriesWriter.load(self._backend, key)
                 if series is not None:
-                    spec = self._series[key] = [series, series.last_step]
+                    spec = self._series[key] = _ScalarSpec(series, series.last_step)
             if spec is None:
                 value_arr = AppendArray(key=f"{key}/{SCALAR_VAR}", row_shape=(),
                                         dtype=np.dtype("float64"), dims=(STEP,),
@@ -650,13 +656,13 @@ class Recorder:
                 series = SeriesWriter(self._backend, key, {SCALAR_VAR: value_arr},
                                       {META_KEY: {"scalar": name}})
                 self._submit(series.create)
-                spec = self._series[key] = [series, None]
-            elif spec[1] is not None and step <= spec[1]:
+                spec = self._series[key] = _ScalarSpec(series, None)
+            elif spec.last_step is not None and step <= spec.last_step:
                 raise ValueError(
                     f"{where}: step {step} is not greater than the last step recorded for "
-                    f"this scalar ({spec[1]}); steps must increase")
-            spec[1] = step
-            series = spec[0]
+                    f"this scalar ({spec.last_step}); steps must increase")
+            spec.last_step = step
+            series = spec.series
             row = np.asarray(arr.reshape(()), dtype=np.float64)
             self._submit(lambda: series.append(step, {SCALAR_VAR: row}), 8, batch=True)
 

@@ -37,6 +37,18 @@ import numpy as np
 _tmp_counter = itertools.count()
 
 
+def check_key(key: str) -> list[str]:
+    """The parts of a store key; refuses anything that could leave the store's root.
+
+    Keys are built from encoded names only (see names.py); this is a second
+    line of defence.
+    """
+    parts = key.split("/")
+    if "" in parts or "." in parts or ".." in parts or "\\" in key:
+        raise ValueError(f"refusing unsafe store key {key!r}")
+    return parts
+
+
 class Backend(ABC):
     """Minimal key-value interface used by the writer."""
 
@@ -151,12 +163,7 @@ class LocalBackend(Backend):
         return True
 
     def _path(self, key: str) -> str:
-        # Keys are built from encoded names only (see names.py); this is a
-        # second line of defence against anything that would leave the root.
-        parts = key.split("/")
-        if "" in parts or "." in parts or ".." in parts or "\\" in key:
-            raise ValueError(f"refusing unsafe store key {key!r}")
-        return f"{self._root}{os.sep}{os.sep.join(parts)}"
+        return f"{self._root}{os.sep}{os.sep.join(check_key(key))}"
 
     def _mkdir(self, folder: str) -> None:
         if folder not in self._made_dirs:
@@ -262,9 +269,7 @@ class FsspecBackend(Backend):
         self.root = root.rstrip("/")
 
     def _path(self, key: str) -> str:
-        parts = key.split("/")
-        if any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"refusing unsafe store key {key!r}")
+        check_key(key)
         return f"{self.root}/{key}"
 
     def write(self, key: str, data: bytes | memoryview, *, replace: bool) -> None:
