@@ -209,6 +209,7 @@ class Recorder:
         self._groups: set[str] = set()
         self._closed = False
         self._writer: BackgroundWriter | None = None
+        self._resumed: dict[str, SeriesWriter] = {}
         self._pool = BufferPool(max_pending_bytes)
         self._held: list[Callable[[], None]] = []
 
@@ -266,7 +267,7 @@ class Recorder:
         # Everything is checked; only now may the store change. Consolidated
         # metadata goes first, so no reader ever sees a stale snapshot.
         unconsolidate(self._backend)
-        repair_all(self._backend)
+        self._resumed = repair_all(self._backend)  # read once, used by record()
         self._root_attrs = {**attrs, **user_attrs}
         if user_attrs:
             self._backend.write("zarr.json", dumps(group_metadata(self._root_attrs)), replace=True)
@@ -504,7 +505,7 @@ class Recorder:
             return self._series[key]
         if self.mode != "a":
             return None
-        series = SeriesWriter.load(self._backend, key)
+        series = self._resumed.pop(key, None)
         if series is None:
             return None
         meta = series.attributes.get(META_KEY, {})
@@ -646,7 +647,7 @@ class Recorder:
             self._check_open()
             spec = self._series.get(key)
             if spec is None and self.mode == "a":
-                series = SeriesWriter.load(self._backend, key)
+                series = self._resumed.pop(key, None)
                 if series is not None:
                     spec = self._series[key] = _ScalarSpec(series, series.last_step)
             if spec is None:

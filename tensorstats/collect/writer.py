@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import time
 from collections.abc import Callable
-
-NICE = int(os.environ.get("TENSORSTATS_WRITER_NICE", "0"))
-"""Niceness added to the writer thread (Linux), so training threads win the cores."""
 
 
 class BackgroundWriter:
@@ -18,8 +14,10 @@ class BackgroundWriter:
     ``submit`` blocks while the tasks already queued hold more than
     ``max_pending_bytes`` (a single task larger than that is still accepted
     once the queue is empty), so memory stays bounded when the disk is slower
-    than training. The first exception in the thread is kept; every later
-    ``submit``/``flush`` raises it, and queued tasks after it are dropped.
+    than training. The thread keeps the default priority: a lower one let it
+    be descheduled while holding the GIL, which stalled the training thread.
+    The first exception in the thread is kept; every later ``submit``/``flush``
+    raises it, and queued tasks after it are dropped.
     """
 
     def __init__(self, max_pending_bytes: int, name: str = "tensorstats-writer"):
@@ -75,11 +73,6 @@ class BackgroundWriter:
                                "queued after it were not written") from self.error
 
     def _run(self) -> None:
-        if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
-            try:  # on Linux a thread has its own nice value
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICE)
-            except OSError:  # pragma: no cover - not permitted: keep the default
-                pass
         while True:
             with self._cv:
                 while not self._queue and not self._stop:

@@ -265,21 +265,23 @@ def read_static_array(backend: Backend, key: str) -> np.ndarray | None:
     return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def repair_all(backend: Backend, prefix: str = "") -> int:
-    """Repair every series below ``prefix`` after a crash; returns how many were checked.
+def repair_all(backend: Backend, prefix: str = "") -> dict[str, SeriesWriter]:
+    """Reopen (and so repair) every series below ``prefix`` after a crash.
 
     A series is a group with a ``step`` array. :meth:`SeriesWriter.load`
     trims arrays left one row apart by a crash between two metadata writes.
+    Returns the reopened series by key, so callers need not read them again.
     """
-    checked = 0
+    found: dict[str, SeriesWriter] = {}
     for name in backend.children(prefix):
         key = f"{prefix}/{name}" if prefix else name
         raw = backend.read(f"{key}/zarr.json")
         if raw is None or json.loads(raw).get("node_type") != "group":
             continue
         if backend.read(f"{key}/{STEP_VAR}/zarr.json") is not None:
-            SeriesWriter.load(backend, key)
-            checked += 1
+            series = SeriesWriter.load(backend, key)
+            if series is not None:
+                found[key] = series
         else:
-            checked += repair_all(backend, key)
-    return checked
+            found.update(repair_all(backend, key))
+    return found
