@@ -32,6 +32,15 @@ MOMENT: Final = "moment"
 POSITION: Final = "position"
 """Coordinate on ``element``: the flat position each sampled element came from."""
 
+POOLED: Final = "__pooled__"
+"""Core dim into which an analysis pools every dim not in ``by`` (never in results)."""
+
+GROUPS: Final = "__groups__"
+"""Core dim into which multiple-testing corrections pool every group (never in results)."""
+
+DEFAULT_BY: Final = (RUN, STEP, CHANNEL)
+"""Dims an analysis keeps by default: whichever of these its input has."""
+
 RESERVED: Final = frozenset({STEP, CHANNEL, RUN, TEST, LAG, ELEMENT, MOMENT, POSITION})
 """Names a user may not give to the other axes of a recorded tensor."""
 

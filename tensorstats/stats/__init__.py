@@ -1,0 +1,1 @@
+"""Analysis of recorded tensors: moments and normality tests (xarray in, xarray out)."""

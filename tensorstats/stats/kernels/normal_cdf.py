@@ -1,0 +1,98 @@
+"""Tests built on the normal CDF of a standardized sorted sample.
+
+Anderson-Darling A² for the normal with estimated mean and variance, its
+p-value as in :func:`statsmodels.stats.diagnostic.normal_ad`, and the KS
+distance between the standardized sample and N(0, 1). Both need Φ at every
+value; :func:`tail_cdf` evaluates it once and both share it.
+
+Examples
+--------
+>>> import numpy as np, scipy.stats
+>>> x = np.sort(np.random.default_rng(0).normal(size=(3, 40)), axis=-1)
+>>> z = standardize(x)
+>>> t = tail_cdf(z)
+>>> a2 = anderson_statistic(z, t)
+>>> ref = scipy.stats.anderson(x[1], method="interpolate").statistic
+>>> bool(abs(a2[1] - ref) < 1e-12)
+True
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from scipy.special import ndtr
+
+
+def standardize(y: np.ndarray) -> np.ndarray:
+    """``(y - mean) / std(ddof=1)`` along the last axis, in float64."""
+    n = y.shape[-1]
+    mean = y.sum(axis=-1, dtype=np.float64) / n
+    d = np.subtract(y, mean[..., None], dtype=np.float64)
+    ss = np.einsum("...i,...i->...", d, d)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        d *= (1.0 / np.sqrt(ss / (n - 1)))[..., None]
+    return d
+
+
+def tail_cdf(z: np.ndarray) -> np.ndarray:
+    """Φ(-|z|): the smaller tail, exact in the far tails (no 1 - Φ cancellation)."""
+    return ndtr(-np.abs(z))
+
+
+@lru_cache(maxsize=64)
+def _weights(n: int) -> tuple[np.ndarray, np.ndarray]:
+    i = np.arange(1, n + 1, dtype=np.float64)
+    low = (2 * i - 1) / n            # weight of log Φ(z_i)
+    high = (2 * (n - i) + 1) / n     # weight of log(1 - Φ(z_i))
+    both = (high, low - high)
+    for w in both:
+        w.setflags(write=False)
+    return both
+
+
+def anderson_statistic(z: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """A² of standardized sorted rows ``z`` given ``t = tail_cdf(z)``.
+
+    ``A² = -n - Σ (2i-1)/n [log Φ(z_i) + log(1 - Φ(z_{n+1-i}))]``, rearranged
+    to one log per value and its complement: for z < 0, Φ(z) = t; otherwise
+    1 - Φ(z) = t.
+    """
+    n = z.shape[-1]
+    high_w, diff_w = _weights(n)
+    log_t = np.log(t)
+    log_c = np.log(1.0 - t)
+    # log Φ(z) is log_t where z < 0, else log_c; log(1 - Φ(z)) is the other one.
+    log_cdf = np.where(z < 0, log_t, log_c)
+    s = (log_t + log_c) @ high_w + log_cdf @ diff_w
+    return -n - s
+
+
+def anderson_pvalue(a2: np.ndarray, n: int | np.ndarray) -> np.ndarray:
+    """p-value of A² with estimated parameters (Stephens; D'Agostino & Stephens 1986).
+
+    Uses the modified statistic ``A²* = A² (1 + 0.75/n + 2.25/n²)`` and the
+    piecewise exponential fits of :func:`statsmodels.stats.diagnostic.normal_ad`;
+    p is 0 above ``A²* = 13``, where the last fit stops being monotone.
+    """
+    a = np.asarray(a2, dtype=np.float64) * (1.0 + 0.75 / n + 2.25 / np.square(n))
+    with np.errstate(over="ignore", invalid="ignore"):
+        p = np.select(
+            [a < 0.2, a < 0.34, a < 0.6, a <= 13.0],
+            [1.0 - np.exp(-13.436 + 101.14 * a - 223.73 * a * a),
+             1.0 - np.exp(-8.318 + 42.796 * a - 59.938 * a * a),
+             np.exp(0.9177 - 4.279 * a - 1.38 * a * a),
+             np.exp(1.2937 - 5.709 * a + 0.0186 * a * a)],
+            default=0.0)
+    return np.where(np.isnan(a), np.nan, p)
+
+
+def ks_distance(z: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """sup |F_n - Φ| between standardized sorted rows ``z`` and N(0, 1)."""
+    n = z.shape[-1]
+    cdf = np.where(z < 0, t, 1.0 - t)
+    i = np.arange(1, n + 1, dtype=np.float64)
+    above = (i / n - cdf).max(axis=-1)
+    below = (cdf - (i - 1) / n).max(axis=-1)
+    return np.maximum(above, below)

@@ -1,0 +1,150 @@
+"""``ts.normality``: are the values of each group Gaussian?"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import xarray as xr
+
+from ..dims import POOLED, TEST
+from .groups import BY_DOC, By, is_dask, kept_coords, labels, pool, resolve_by
+from .kernels.fdr import bh_adjust
+from .kernels.normality import check_tests, normality_kernel
+from .kernels.subsample import label_keys
+
+_OUTPUTS = (("statistic", np.float64, True), ("pvalue", np.float64, True),
+            ("n", np.int64, False), ("nan_count", np.int64, False),
+            ("inf_count", np.int64, False), ("skew", np.float64, False),
+            ("kurtosis", np.float64, False), ("ks_distance", np.float64, False))
+
+
+def _apply(values: np.ndarray, keys: np.ndarray, *, tests: tuple[str, ...],
+           max_samples: int | None, effect_size: bool, threads: int | None) -> tuple:
+    out = normality_kernel(values, tests=tests, max_samples=max_samples, keys=keys,
+                           effect_size=effect_size, threads=threads)
+    return tuple(out[name] for name, _, _ in _OUTPUTS)
+
+
+def _fdr(p: np.ndarray, ngroup_axes: int) -> np.ndarray:
+    """BH over the last ``ngroup_axes`` axes of ``p`` taken together."""
+    lead = p.shape[:p.ndim - ngroup_axes]
+    return bh_adjust(p.reshape((*lead, -1))).reshape(p.shape)
+
+
+def fdr_over_groups(pvalue: xr.DataArray, group_dims: Sequence) -> xr.DataArray:
+    """Benjamini-Hochberg adjusted ``pvalue`` over all groups (``group_dims``) together.
+
+    Every other dim (such as ``test``) gets its own family. NaN p-values are
+    not counted. Lazy when ``pvalue`` is.
+    """
+    group_dims = list(group_dims)
+    if is_dask(pvalue) and group_dims:
+        pvalue = pvalue.chunk({d: -1 for d in group_dims})
+    return xr.apply_ufunc(_fdr, pvalue, input_core_dims=[group_dims],
+                          output_core_dims=[group_dims], kwargs={"ngroup_axes": len(group_dims)},
+                          dask="parallelized", output_dtypes=[np.float64])
+
+
+def normality(da: xr.DataArray, *, by: By = None, tests: Sequence[str] = ("shapiro", "anderson"),
+              max_samples: int | None = 5000, seed: int = 0,
+              effect_size: bool = True) -> xr.Dataset:
+    """Normality tests of each group, with effect sizes and FDR-corrected p-values.
+
+    Each group's finite values are (if more than ``max_samples``) subsampled,
+    sorted once, and tested with every test in ``tests``.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Any real dtype, NumPy- or dask-backed.
+    {by}
+    tests : sequence of str
+        Any of ``"shapiro"`` (Shapiro-Wilk W, Royston's algorithm as in
+        :func:`scipy.stats.shapiro`), ``"anderson"`` (Anderson-Darling A² with
+        estimated mean and variance; p-value as in
+        :func:`statsmodels.stats.diagnostic.normal_ad`), ``"dagostino"``
+        (D'Agostino-Pearson K², as :func:`scipy.stats.normaltest`; needs 8
+        values) and ``"jarque_bera"`` (as :func:`scipy.stats.jarque_bera`).
+    max_samples : int or None
+        Groups with more finite values are subsampled without replacement to
+        this many, with a generator seeded from ``seed`` and the group's
+        labels on the kept dims: reproducible, and independent of chunking.
+        ``None`` never subsamples. 5000 is the largest n for which Royston's
+        Shapiro-Wilk p-value is validated.
+    seed : int
+        Seed of the subsampling.
+    effect_size : bool
+        Also compute ``ks_distance``, which costs one normal CDF per value.
+        ``skew`` and ``kurtosis`` are always given.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``statistic``, ``pvalue`` and ``pvalue_fdr`` (Benjamini-Hochberg over
+        all groups of one test) with a leading ``test`` dim; ``n`` (finite
+        values used), ``nan_count`` and ``inf_count`` (values left out); and
+        effect sizes of the values used, which do not shrink with ``n``:
+        ``skew`` (g1), ``kurtosis`` (excess g2) and ``ks_distance``, the
+        largest gap between the empirical CDF of the values standardized by
+        their mean and std (ddof=1) and the standard normal CDF. Degenerate
+        groups (fewer than 3 finite values, or constant) give NaN. Lazy when
+        ``da`` is.
+
+    See Also
+    --------
+    tensorstats.moments : the moments of the full groups, never subsampled.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, tensorstats as ts
+    >>> rng = np.random.default_rng(0)
+    >>> x = np.stack([rng.normal(size=(4, 500)), rng.exponential(size=(4, 500))])
+    >>> da = xr.DataArray(x, dims=("step", "channel", "sample"))
+    >>> res = ts.normality(da)
+    >>> res["pvalue"].dims, res["test"].values.tolist()
+    (('test', 'step', 'channel'), ['shapiro', 'anderson'])
+    >>> (res["pvalue_fdr"].sel(test="shapiro") < 0.01).sum("channel").values
+    array([0, 4])
+    """
+    tests = check_tests(tests)
+    if max_samples is not None and (not isinstance(max_samples, (int, np.integer))
+                                    or max_samples < 3):
+        raise ValueError(f"max_samples must be an int >= 3 or None, got {max_samples!r}")
+    kept, pooled = resolve_by(da, by)
+    groups = pool(da, kept, pooled)
+    width = groups.sizes[POOLED]
+    if max_samples is not None and width > max_samples:
+        key_values = label_keys(seed, labels(da, kept))
+    else:
+        key_values = np.zeros((), np.uint64)
+    keys = xr.DataArray(np.broadcast_to(key_values, tuple(groups.sizes[d] for d in kept)),
+                        dims=kept)
+    lazy = is_dask(groups)
+    if lazy:
+        keys = keys.chunk(dict(zip(kept, groups.chunks[:len(kept)], strict=False)))
+    results = xr.apply_ufunc(
+        _apply, groups, keys,
+        input_core_dims=[[POOLED], []],
+        output_core_dims=[[TEST] if has_test else [] for _, _, has_test in _OUTPUTS],
+        kwargs={"tests": tests, "max_samples": max_samples, "effect_size": effect_size,
+                "threads": 1 if lazy else None},
+        dask="parallelized",
+        output_dtypes=[dtype for _, dtype, _ in _OUTPUTS],
+        dask_gufunc_kwargs={"output_sizes": {TEST: len(tests)}},
+    )
+    ds = xr.Dataset({name: res for (name, _, _), res in zip(_OUTPUTS, results, strict=False)})
+    for name in ("statistic", "pvalue"):
+        ds[name] = ds[name].transpose(TEST, *kept)
+    ds["pvalue_fdr"] = fdr_over_groups(ds["pvalue"], kept)
+    ds = ds[["statistic", "pvalue", "pvalue_fdr", "n", "nan_count", "inf_count", "skew",
+             "kurtosis", "ks_distance"]]
+    ds = ds.assign_coords({TEST: list(tests), **kept_coords(da, kept)})
+    ds.attrs.update({"max_samples": -1 if max_samples is None else int(max_samples),
+                     "seed": int(seed)})
+    if not effect_size:
+        ds = ds.drop_vars("ks_distance")
+    return ds
+
+
+normality.__doc__ = normality.__doc__.format(by=BY_DOC)
