@@ -120,7 +120,8 @@ def _block(x: np.ndarray, keys: np.ndarray | None, tests: tuple[str, ...],
     y = np.sort(x, axis=-1)
     start, count = _finite_rows(y)
     out = {"statistic": np.full((g, len(tests)), np.nan),
-           "pvalue": np.full((g, len(tests)), np.nan), "n": count, "nan_count": nan_count, "inf_count": inf_count}
+           "pvalue": np.full((g, len(tests)), np.nan), "n": count,
+           "nan_count": nan_count, "inf_count": inf_count}
     for name in EFFECT_SIZES:
         out[name] = np.full(g, np.nan)
     for n in np.unique(count):
