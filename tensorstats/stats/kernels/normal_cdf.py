@@ -24,21 +24,25 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import ndtr
 
+from .scratch import scratch
+
 
 def standardize(y: np.ndarray) -> np.ndarray:
     """``(y - mean) / std(ddof=1)`` along the last axis, in float64."""
     n = y.shape[-1]
     mean = y.sum(axis=-1, dtype=np.float64) / n
     d = np.subtract(y, mean[..., None], dtype=np.float64)
-    ss = np.einsum("...i,...i->...", d, d)
+    ss = np.vecdot(d, d)
     with np.errstate(divide="ignore", invalid="ignore"):
         d *= (1.0 / np.sqrt(ss / (n - 1)))[..., None]
     return d
 
 
-def tail_cdf(z: np.ndarray) -> np.ndarray:
+def tail_cdf(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Φ(-|z|): the smaller tail, exact in the far tails (no 1 - Φ cancellation)."""
-    return ndtr(-np.abs(z))
+    out = np.abs(z, out=out)
+    np.negative(out, out=out)
+    return ndtr(out, out=out)
 
 
 @lru_cache(maxsize=64)
@@ -61,11 +65,14 @@ def anderson_statistic(z: np.ndarray, t: np.ndarray) -> np.ndarray:
     """
     n = z.shape[-1]
     high_w, diff_w = _weights(n)
-    log_t = np.log(t)
-    log_c = np.log(1.0 - t)
+    log_t = np.log(t, out=scratch("log_t", t.shape, np.float64))
+    log_c = np.subtract(1.0, t, out=scratch("log_c", t.shape, np.float64))
+    np.log(log_c, out=log_c)
     # log Φ(z) is log_t where z < 0, else log_c; log(1 - Φ(z)) is the other one.
-    log_cdf = np.where(z < 0, log_t, log_c)
-    s = (log_t + log_c) @ high_w + log_cdf @ diff_w
+    neg = np.less(z, 0, out=scratch("neg", z.shape, np.bool_))
+    s = log_t @ high_w + log_c @ high_w
+    np.copyto(log_c, log_t, where=neg)  # log_c now holds log Φ(z)
+    s += log_c @ diff_w
     return -n - s
 
 
@@ -88,11 +95,17 @@ def anderson_pvalue(a2: np.ndarray, n: int | np.ndarray) -> np.ndarray:
     return np.where(np.isnan(a), np.nan, p)
 
 
+@lru_cache(maxsize=64)
+def _steps(n: int) -> np.ndarray:
+    out = np.arange(1, n + 1, dtype=np.float64) / n
+    out.setflags(write=False)
+    return out
+
+
 def ks_distance(z: np.ndarray, t: np.ndarray) -> np.ndarray:
     """sup |F_n - Φ| between standardized sorted rows ``z`` and N(0, 1)."""
     n = z.shape[-1]
-    cdf = np.where(z < 0, t, 1.0 - t)
-    i = np.arange(1, n + 1, dtype=np.float64)
-    above = (i / n - cdf).max(axis=-1)
-    below = (cdf - (i - 1) / n).max(axis=-1)
-    return np.maximum(above, below)
+    gap = np.subtract(1.0, t, out=scratch("gap", t.shape, np.float64))
+    np.copyto(gap, t, where=np.less(z, 0, out=scratch("neg", z.shape, np.bool_)))  # Φ(z)
+    np.subtract(_steps(n), gap, out=gap)  # i/n - Φ(z_i)
+    return np.maximum(gap.max(axis=-1), 1.0 / n - gap.min(axis=-1))

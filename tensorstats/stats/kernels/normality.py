@@ -20,14 +20,15 @@ True
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from . import moment_tests, normal_cdf, shapiro
+from .blocks import map_row_blocks, rows_per_block
+from .moments import RAW_SUMS_MAX_OFFSET, central_sums
+from .scratch import scratch
 from .subsample import take_subsample
 
 TESTS = ("shapiro", "anderson", "dagostino", "jarque_bera")
@@ -53,16 +54,35 @@ def check_tests(tests: Sequence[str] | str) -> tuple[str, ...]:
     return tests
 
 
+def _central_sums(y: np.ndarray, want_sax: bool) -> tuple[np.ndarray, ...]:
+    """``(y64, mean, m2, m3, m4, sax)`` of sorted finite rows; ``sax`` is ``y @ a`` or None.
+
+    ``m2..m4`` are sums of centred powers (see
+    :func:`~tensorstats.stats.kernels.moments.central_sums`). The Shapiro-Wilk
+    coefficients sum to zero, so ``a @ y`` needs no centring, except for rows
+    far from 0 where rounding would show.
+    """
+    n = y.shape[1]
+    if y.dtype == np.float64:
+        y64 = y
+    else:
+        y64 = scratch("y64", y.shape, np.float64)
+        np.copyto(y64, y)
+    mean, m2, m3, m4 = central_sums(y64)
+    sax = None
+    if want_sax:
+        a = shapiro.coefficients(n)
+        sax = y64 @ a
+        far = np.flatnonzero(~(mean * mean * n <= RAW_SUMS_MAX_OFFSET ** 2 * m2))
+        if far.size:
+            sax[far] = (y64[far] - mean[far, None]) @ a
+    return y64, mean, m2, m3, m4, sax
+
+
 def _fixed_size(y: np.ndarray, tests: tuple[str, ...], effect_size: bool) -> dict:
     """All results for sorted, finite rows ``y`` (g, n) of one size n >= 3."""
     g, n = y.shape
-    mean = y.sum(axis=-1, dtype=np.float64) / n
-    d = np.subtract(y, mean[:, None], dtype=np.float64)
-    ss = np.einsum("ij,ij->i", d, d)
-    d2 = d * d
-    m3 = np.einsum("ij,ij->i", d2, d)
-    m4 = np.einsum("ij,ij->i", d2, d2)
-    del d2
+    y64, mean, ss, m3, m4, sax = _central_sums(y, "shapiro" in tests)
     shaped = (y[:, -1] > y[:, 0]) & (ss > 0)
     ss_safe = np.where(shaped, ss, 1.0)
     g1 = np.where(shaped, np.sqrt(n) * m3 / ss_safe ** 1.5, np.nan)
@@ -71,12 +91,13 @@ def _fixed_size(y: np.ndarray, tests: tuple[str, ...], effect_size: bool) -> dic
            "pvalue": np.full((g, len(tests)), np.nan), "ks_distance": np.full(g, np.nan)}
     t = z = None
     if "anderson" in tests or effect_size:
-        z = d * (1.0 / np.sqrt(ss_safe / (n - 1)))[:, None]
-        t = normal_cdf.tail_cdf(z)
+        inv_sd = 1.0 / np.sqrt(ss_safe / (n - 1))
+        z = np.multiply(y64, inv_sd[:, None], out=scratch("z", y.shape, np.float64))
+        z -= (mean * inv_sd)[:, None]
+        t = normal_cdf.tail_cdf(z, out=scratch("t", y.shape, np.float64))
     for j, test in enumerate(tests):
         if test == "shapiro":
             a = shapiro.coefficients(n)
-            sax = d @ a
             w = np.where(shaped, np.minimum(sax * sax / ((a @ a) * ss_safe), 1.0), np.nan)
             stat, p = shapiro.w_pvalue(w, n)
         elif test == "anderson":
@@ -91,6 +112,20 @@ def _fixed_size(y: np.ndarray, tests: tuple[str, ...], effect_size: bool) -> dic
     if effect_size:
         out["ks_distance"] = np.where(shaped, normal_cdf.ks_distance(z, t), np.nan)
     return out
+
+
+def _nonfinite_counts(x: np.ndarray, rows: np.ndarray | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """NaN and ±inf counts per row, looking only at ``rows`` (a mask) if given."""
+    nan_count = np.zeros(len(x), np.int64)
+    inf_count = np.zeros(len(x), np.int64)
+    if rows is None:
+        rows = np.ones(len(x), bool)
+    if rows.any():
+        sub = x[rows]
+        nan_count[rows] = np.isnan(sub).sum(axis=-1)
+        inf_count[rows] = np.isinf(sub).sum(axis=-1)
+    return nan_count, inf_count
 
 
 def _finite_rows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -112,13 +147,16 @@ def _block(x: np.ndarray, keys: np.ndarray | None, tests: tuple[str, ...],
     g, width = x.shape
     if x.dtype.kind != "f" or x.dtype.itemsize < 4:
         x = x.astype(np.float64 if x.dtype.itemsize > 2 or x.dtype.kind != "f" else np.float32)
-    nan_count = np.isnan(x).sum(axis=-1, dtype=np.int64)
-    inf_count = np.isinf(x).sum(axis=-1, dtype=np.int64)
+    counts = None
     if max_samples is not None and width > max_samples:
+        counts = _nonfinite_counts(x)
         x = take_subsample(x, keys, max_samples)
         width = max_samples
-    y = np.sort(x, axis=-1)
+    y = scratch("sorted", x.shape, x.dtype)
+    np.copyto(y, x)
+    y.sort(axis=-1)
     start, count = _finite_rows(y)
+    nan_count, inf_count = counts if counts is not None else _nonfinite_counts(y, count < width)
     out = {"statistic": np.full((g, len(tests)), np.nan),
            "pvalue": np.full((g, len(tests)), np.nan), "n": count,
            "nan_count": nan_count, "inf_count": inf_count}
@@ -180,23 +218,9 @@ def normality_kernel(x: np.ndarray, *, tests: Sequence[str] = ("shapiro", "ander
             and width > shapiro.MAX_VALIDATED_N:
         warnings.warn(f"Shapiro-Wilk p-values for n > {shapiro.MAX_VALIDATED_N} use Royston's "
                       "approximation outside the range it was validated on", stacklevel=3)
-    rows = max(1, BLOCK_VALUES // max(1, min(width, max_samples or width)))
-    starts = range(0, flat.shape[0], rows)
-
-    def run(s: int) -> dict:
-        k = None if keys is None else keys[s:s + rows]
-        return _block(flat[s:s + rows], k, tests, max_samples, effect_size)
-
-    workers = (os.cpu_count() or 1) if threads is None else threads
-    if workers > 1 and len(starts) > 1:
-        with ThreadPoolExecutor(min(workers, len(starts))) as pool:
-            parts = list(pool.map(run, starts))
-    else:
-        parts = [run(s) for s in starts]
-    if not parts:
-        parts = [_block(flat, keys, tests, max_samples, effect_size)]
-    out = {}
-    for name in parts[0]:
-        val = np.concatenate([p[name] for p in parts])
-        out[name] = val.reshape(lead + val.shape[1:])
-    return out
+    used = width if max_samples is None else min(width, max_samples)
+    parts = map_row_blocks(
+        lambda block, k: _block(block, k, tests, max_samples, effect_size),
+        flat, keys if keys is not None and keys.ndim else None,
+        rows=rows_per_block(used), threads=threads)
+    return {name: val.reshape(lead + val.shape[1:]) for name, val in parts.items()}

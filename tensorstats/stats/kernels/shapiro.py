@@ -148,7 +148,7 @@ def shapiro_sorted(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = coefficients(n)
     c = np.subtract(y, y[..., n // 2, None], dtype=np.float64)
     s1 = c.sum(axis=-1)
-    ssx = np.einsum("...i,...i->...", c, c) - s1 * s1 / n
+    ssx = np.vecdot(c, c) - s1 * s1 / n
     sax = c @ a
     with np.errstate(divide="ignore", invalid="ignore"):
         w = sax * sax / ((a @ a) * ssx)
