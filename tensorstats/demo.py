@@ -12,9 +12,11 @@ images, 10 classes; no download):
    pre-activations on fixed ``train``, ``valid`` and ``random`` probe batches;
 2. opens both runs lazily with :func:`tensorstats.open_runs`;
 3. writes a plain-text report (``demo-output/report.txt``) and prints it: the
-   stores, the loss, and how the spread of weights and pre-activations moved
+   stores, the loss, how the spread of weights and pre-activations moved
    (the paper: weights stay centred while their variance grows; feature
-   variance grows with depth).
+   variance grows with depth), computed with :func:`tensorstats.moments`, and
+   whether each layer's pre-activations are Gaussian per channel, with
+   :func:`tensorstats.normality`.
 
 Without PyTorch it falls back to a NumPy MLP recorded with the bare
 :class:`~tensorstats.Recorder` (see :mod:`tensorstats.demo_numpy`).
@@ -131,11 +133,9 @@ def report(paths: dict[str, str]) -> str:
               f"  {'run':<8} {'layer':<13}{'mean0':>9}{'mean1':>9}{'std0':>9}{'std1':>9}"
               f"{'std1/std0':>11}"]
     for layer in [lay for lay in runs.layers("weight") if lay.endswith(".weight")]:
-        da = runs["weight", layer]
-        pooled = [d for d in da.dims if d not in ("run", "step")]
-        mean, std = da.mean(pooled).compute(), da.std(pooled).compute()
+        stats = ts.moments(runs["weight", layer], by=("run", "step")).compute()
         for name in runs.names:
-            m, s = mean.sel(run=name).values, std.sel(run=name).values
+            m, s = stats["mean"].sel(run=name).values, stats["std"].sel(run=name).values
             lines.append(f"  {name:<8} {layer:<13}{m[0]:>9.4f}{m[-1]:>9.4f}{s[0]:>9.4f}"
                          f"{s[-1]:>9.4f}{s[-1] / s[0]:>11.2f}")
     lines += ["", "pre-activations on the fixed probe batches: std over samples, channels "
@@ -148,11 +148,33 @@ def report(paths: dict[str, str]) -> str:
         for layer in run.probe(first.probes[0]).layers("feature"):
             row = f"  {name:<8} {layer:<7}"
             for probe in run.probes:
-                da = run.probe(probe)["feature", layer]
-                std = da.std([d for d in da.dims if d != "step"]).values
+                std = ts.moments(run.probe(probe)["feature", layer], by="step")["std"].values
                 row += f"{std[0]:>10.3f}{std[-1]:>10.3f}"
             lines.append(row)
+    lines += normality_section(runs)
     return "\n".join(lines)
+
+
+def normality_section(runs: ts.Runs) -> list[str]:
+    """Are the pre-activations Gaussian, per channel, at the first and last step?"""
+    lines = ["", "are pre-activations Gaussian? ts.normality per channel (Shapiro-Wilk, "
+             "Benjamini-Hochberg over channels and steps),",
+             "first vs last recorded step: share of channels rejected at FDR 5%, and the "
+             "median effect sizes",
+             f"  {'run':<8} {'layer':<7}{'n':>6}{'reject0':>9}{'reject1':>9}{'|skew|1':>9}"
+             f"{'kurt1':>8}{'ks1':>8}"]
+    for layer in runs.layers("feature"):
+        res = ts.normality(runs["feature", layer], tests=("shapiro",)).compute()
+        for name in runs.names:
+            r = res.sel(run=name).dropna("step", how="all")
+            rejected = (r["pvalue_fdr"].sel(test="shapiro") < 0.05).mean("channel").values
+            last = r.isel(step=-1)
+            lines.append(
+                f"  {name:<8} {layer:<7}{int(r['n'].max()):>6}{rejected[0]:>9.0%}"
+                f"{rejected[-1]:>9.0%}{float(abs(last['skew']).median()):>9.2f}"
+                f"{float(last['kurtosis'].median()):>8.2f}"
+                f"{float(last['ks_distance'].median()):>8.3f}")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
