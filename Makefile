@@ -30,6 +30,8 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/write_throughput.py
 	$(PY) benchmarks/collector_overhead.py
+	$(PY) benchmarks/normality.py
+	$(PY) benchmarks/moments.py
 
 clean-venv:
 	rm -rf $(VENV)
