@@ -15,22 +15,23 @@ from .kernels.moments import (
     partial_moments,
 )
 
-PARTIAL_DTYPE = np.dtype([(f, np.int64 if f in COUNT_FIELDS else np.float64)
-                          for f in PARTIAL_FIELDS])
-RESULT_DTYPE = np.dtype([(f, np.int64 if f in COUNT_FIELDS else np.float64)
-                         for f in RESULT_FIELDS])
+# One record type for partials and results (dask casts a chunk's output to the
+# reduction's dtype), with the fields of both.
+MOMENTS_DTYPE = np.dtype([(f, np.int64 if f in COUNT_FIELDS else np.float64)
+                          for f in dict.fromkeys(PARTIAL_FIELDS + RESULT_FIELDS)])
+PARTIAL_DTYPE = RESULT_DTYPE = MOMENTS_DTYPE
 
 
 def _pack(fields: dict, dtype: np.dtype) -> np.ndarray:
-    first = np.asarray(fields[dtype.names[0]])
-    out = np.empty(first.shape, dtype)
-    for name in dtype.names:
-        out[name] = fields[name]
+    first = np.asarray(fields["count"])
+    out = np.zeros(first.shape, dtype)
+    for name, value in fields.items():
+        out[name] = value
     return out
 
 
 def _unpack(arr: np.ndarray) -> dict:
-    return {name: arr[name] for name in arr.dtype.names}
+    return {name: arr[name] for name in PARTIAL_FIELDS}
 
 
 def _flatten_pooled(x: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:

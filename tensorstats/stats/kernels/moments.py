@@ -52,7 +52,8 @@ Rounding then costs at most ~1e4 ulp in the fourth central moment."""
 
 
 def central_sums(y64: np.ndarray, count: np.ndarray | None = None,
-                 finite: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
+                 finite: np.ndarray | None = None, *, order: int = 4,
+                 s1: np.ndarray | None = None) -> tuple[np.ndarray | None, ...]:
     """Mean and sums of 2nd-4th centred powers of each row of float64 ``y64``.
 
     Power sums about 0 are converted to central sums. Rows far from 0 relative
@@ -66,17 +67,24 @@ def central_sums(y64: np.ndarray, count: np.ndarray | None = None,
     count, finite : ndarray, optional
         Values per row and which entries count, when some rows hold
         non-finite values (zeroed by the caller).
+    order : {2, 4}
+        2 skips the third and fourth sums (returned as None).
+    s1 : ndarray, optional
+        The row sums, if the caller has them already.
 
     Returns
     -------
     mean, m2, m3, m4 : ndarray, shape (g,)
     """
     n = y64.shape[-1] if count is None else count
-    s1 = y64.sum(axis=-1)
+    s1 = y64.sum(axis=-1) if s1 is None else s1
     s2 = np.vecdot(y64, y64)
-    y2 = np.multiply(y64, y64, out=scratch("central_sums.y2", y64.shape, np.float64))
-    s3 = np.vecdot(y2, y64)
-    s4 = np.vecdot(y2, y2)
+    if order == 2:
+        s3 = s4 = np.zeros_like(s2)
+    else:
+        y2 = np.multiply(y64, y64, out=scratch("central_sums.y2", y64.shape, np.float64))
+        s3 = np.vecdot(y2, y64)
+        s4 = np.vecdot(y2, y2)
     mean, m2, m3, m4 = _from_power_sums(n, s1, s2, s3, s4)
     far = ~(mean * mean * n <= RAW_SUMS_MAX_OFFSET ** 2 * m2)
     if far.any():
@@ -89,6 +97,8 @@ def central_sums(y64: np.ndarray, count: np.ndarray | None = None,
         shift, m2[rows], m3[rows], m4[rows] = _from_power_sums(
             n_rows, d.sum(axis=-1), d2.sum(axis=-1), np.vecdot(d2, d), np.vecdot(d2, d2))
         mean[rows] += shift
+    if order == 2:
+        return mean, m2, None, None
     return mean, m2, m3, m4
 
 
@@ -155,7 +165,7 @@ def partial_moments(x: np.ndarray, *, keepdims: bool = False, threads: int | Non
     if x.dtype.kind not in "fiub":
         raise TypeError(f"moments need real numbers, got dtype {x.dtype}")
     lead, n = x.shape[:-1], x.shape[-1]
-    flat = x.reshape(-1, n)
+    flat = x.reshape(int(np.prod(lead, dtype=np.int64)), n)
     if n == 0 or flat.shape[0] == 0:
         g = flat.shape[0]
         out = {"count": np.zeros(g, np.int64), "nan_count": np.zeros(g, np.int64),
@@ -236,9 +246,13 @@ def finish_moments(p: Partial) -> dict[str, np.ndarray]:
     has = count > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(has, p["mean"], np.nan)
-        var = np.where(has, p["m2"] / n, np.nan)
-        shaped = (count >= 3) & (p["m2"] > 0)
-        m2 = np.where(shaped, p["m2"], 1.0)
+        # A group whose min equals its max is constant, whatever rounding left
+        # in m2 when chunk means that differ in the last bit were merged.
+        constant = np.asarray(p["min"]) == np.asarray(p["max"])
+        m2 = np.where(constant, 0.0, p["m2"])
+        var = np.where(has, m2 / n, np.nan)
+        shaped = (count >= 3) & (m2 > 0)
+        m2 = np.where(shaped, m2, 1.0)
         skew = np.where(shaped, np.sqrt(n) * p["m3"] / m2 ** 1.5, np.nan)
         kurt = np.where(shaped, n * p["m4"] / (m2 * m2) - 3.0, np.nan)
     return {

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -54,13 +55,21 @@ def check_tests(tests: Sequence[str] | str) -> tuple[str, ...]:
     return tests
 
 
-def _central_sums(y: np.ndarray, want_sax: bool) -> tuple[np.ndarray, ...]:
+@lru_cache(maxsize=64)
+def _ones_and_coefficients(n: int) -> np.ndarray:
+    out = np.stack([np.ones(n), shapiro.coefficients(n)], axis=1)
+    out.setflags(write=False)
+    return out
+
+
+def _central_sums(y: np.ndarray, want_sax: bool, order: int) -> tuple:
     """``(y64, mean, m2, m3, m4, sax)`` of sorted finite rows; ``sax`` is ``y @ a`` or None.
 
     ``m2..m4`` are sums of centred powers (see
-    :func:`~tensorstats.stats.kernels.moments.central_sums`). The Shapiro-Wilk
-    coefficients sum to zero, so ``a @ y`` needs no centring, except for rows
-    far from 0 where rounding would show.
+    :func:`~tensorstats.stats.kernels.moments.central_sums`; ``m3`` and ``m4``
+    are None for ``order=2``). The Shapiro-Wilk coefficients sum to zero, so
+    ``a @ y`` needs no centring, except for rows far from 0 where rounding
+    would show; it shares one pass over the data with the row sums.
     """
     n = y.shape[1]
     if y.dtype == np.float64:
@@ -68,27 +77,31 @@ def _central_sums(y: np.ndarray, want_sax: bool) -> tuple[np.ndarray, ...]:
     else:
         y64 = scratch("y64", y.shape, np.float64)
         np.copyto(y64, y)
-    mean, m2, m3, m4 = central_sums(y64)
-    sax = None
+    sax = s1 = None
     if want_sax:
-        a = shapiro.coefficients(n)
-        sax = y64 @ a
+        s1, sax = (y64 @ _ones_and_coefficients(n)).T
+    mean, m2, m3, m4 = central_sums(y64, order=order, s1=s1)
+    if want_sax:
         far = np.flatnonzero(~(mean * mean * n <= RAW_SUMS_MAX_OFFSET ** 2 * m2))
         if far.size:
-            sax[far] = (y64[far] - mean[far, None]) @ a
+            sax[far] = (y64[far] - mean[far, None]) @ shapiro.coefficients(n)
     return y64, mean, m2, m3, m4, sax
 
 
 def _fixed_size(y: np.ndarray, tests: tuple[str, ...], effect_size: bool) -> dict:
     """All results for sorted, finite rows ``y`` (g, n) of one size n >= 3."""
     g, n = y.shape
-    y64, mean, ss, m3, m4, sax = _central_sums(y, "shapiro" in tests)
+    need_shape = effect_size or "dagostino" in tests or "jarque_bera" in tests
+    y64, mean, ss, m3, m4, sax = _central_sums(y, "shapiro" in tests, 4 if need_shape else 2)
     shaped = (y[:, -1] > y[:, 0]) & (ss > 0)
     ss_safe = np.where(shaped, ss, 1.0)
-    g1 = np.where(shaped, np.sqrt(n) * m3 / ss_safe ** 1.5, np.nan)
-    g2 = np.where(shaped, n * m4 / (ss_safe * ss_safe) - 3.0, np.nan)
-    out = {"skew": g1, "kurtosis": g2, "statistic": np.full((g, len(tests)), np.nan),
-           "pvalue": np.full((g, len(tests)), np.nan), "ks_distance": np.full(g, np.nan)}
+    out = {"statistic": np.full((g, len(tests)), np.nan),
+           "pvalue": np.full((g, len(tests)), np.nan)}
+    if need_shape:
+        g1 = np.where(shaped, np.sqrt(n) * m3 / ss_safe ** 1.5, np.nan)
+        g2 = np.where(shaped, n * m4 / (ss_safe * ss_safe) - 3.0, np.nan)
+        if effect_size:
+            out["skew"], out["kurtosis"] = g1, g2
     t = z = None
     if "anderson" in tests or effect_size:
         inv_sd = 1.0 / np.sqrt(ss_safe / (n - 1))
@@ -145,6 +158,11 @@ def _block(x: np.ndarray, keys: np.ndarray | None, tests: tuple[str, ...],
            max_samples: int | None, effect_size: bool) -> dict:
     """All results for a block of groups ``x`` (g, N)."""
     g, width = x.shape
+    if width == 0:
+        nan = np.full((g, len(tests)), np.nan)
+        zero = np.zeros(g, np.int64)
+        return {"statistic": nan, "pvalue": nan.copy(), "n": zero, "nan_count": zero,
+                "inf_count": zero, **{name: np.full(g, np.nan) for name in EFFECT_SIZES}}
     if x.dtype.kind != "f" or x.dtype.itemsize < 4:
         x = x.astype(np.float64 if x.dtype.itemsize > 2 or x.dtype.kind != "f" else np.float32)
     counts = None
@@ -195,7 +213,7 @@ def normality_kernel(x: np.ndarray, *, tests: Sequence[str] = ("shapiro", "ander
         :func:`~tensorstats.stats.kernels.subsample.label_keys`); required
         when ``N > max_samples``.
     effect_size : bool
-        Also compute ``ks_distance`` (one normal CDF per value).
+        Compute ``skew``, ``kurtosis`` and ``ks_distance`` (else they are NaN).
     threads : int or None
         Worker threads over blocks of groups; None uses every CPU.
 
@@ -208,7 +226,7 @@ def normality_kernel(x: np.ndarray, *, tests: Sequence[str] = ("shapiro", "ander
     tests = check_tests(tests)
     x = np.asarray(x)
     lead, width = x.shape[:-1], x.shape[-1]
-    flat = x.reshape(-1, width)
+    flat = x.reshape(int(np.prod(lead, dtype=np.int64)), width)
     if max_samples is not None and width > max_samples:
         if keys is None:
             raise ValueError(f"groups of {width} values exceed max_samples={max_samples}: "
