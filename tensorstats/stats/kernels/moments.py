@@ -117,7 +117,7 @@ def _partial_block(x: np.ndarray) -> Partial:
     g, n = x.shape
     finite = np.isfinite(x, out=scratch("partial.finite", x.shape, np.bool_))
     y64 = scratch("partial.y64", x.shape, np.float64)
-    np.copyto(y64, x)
+    y64[...] = x  # (np.copyto holds the GIL while casting; assignment does not)
     if finite.all():
         count = np.full(g, n, np.int64)
         nan_count = inf_count = np.zeros(g, np.int64)

@@ -83,8 +83,8 @@ def anderson_pvalue(a2: np.ndarray, n: int | np.ndarray) -> np.ndarray:
     piecewise exponential fits of :func:`statsmodels.stats.diagnostic.normal_ad`;
     p is 0 above ``A²* = 13``, where the last fit stops being monotone.
     """
-    a = np.asarray(a2, dtype=np.float64) * (1.0 + 0.75 / n + 2.25 / np.square(n))
-    with np.errstate(over="ignore", invalid="ignore"):
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        a = np.asarray(a2, dtype=np.float64) * (1.0 + 0.75 / n + 2.25 / np.square(n))
         p = np.select(
             [a < 0.2, a < 0.34, a < 0.6, a <= 13.0],
             [1.0 - np.exp(-13.436 + 101.14 * a - 223.73 * a * a),

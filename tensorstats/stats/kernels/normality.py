@@ -3,7 +3,9 @@
 :func:`normality_kernel` takes groups on the last axis of a NumPy array and
 returns every result as arrays over the leading axes. Groups are subsampled
 above ``max_samples``, sorted once, split by how many finite values they hold,
-and each size class runs all requested tests together on cache-sized blocks.
+and each size class makes every pass over its values on cache-sized blocks
+(phase one, threaded); what is left per group -- moments from power sums,
+W, p-values -- runs once over all groups (phase two).
 
 This module never imports xarray or dask.
 
@@ -28,7 +30,7 @@ import numpy as np
 
 from . import moment_tests, normal_cdf, shapiro
 from .blocks import map_row_blocks, rows_per_block
-from .moments import RAW_SUMS_MAX_OFFSET, central_sums
+from .moments import RAW_SUMS_MAX_OFFSET
 from .scratch import scratch
 from .subsample import take_subsample
 
@@ -36,8 +38,6 @@ TESTS = ("shapiro", "anderson", "dagostino", "jarque_bera")
 """Test names :func:`normality_kernel` accepts."""
 
 EFFECT_SIZES = ("skew", "kurtosis", "ks_distance")
-BLOCK_VALUES = 1 << 17
-"""Values per block of groups: float64 temporaries of 1 MiB stay in L2."""
 
 
 def check_tests(tests: Sequence[str] | str) -> tuple[str, ...]:
@@ -62,69 +62,9 @@ def _ones_and_coefficients(n: int) -> np.ndarray:
     return out
 
 
-def _central_sums(y: np.ndarray, want_sax: bool, order: int) -> tuple:
-    """``(y64, mean, m2, m3, m4, sax)`` of sorted finite rows; ``sax`` is ``y @ a`` or None.
-
-    ``m2..m4`` are sums of centred powers (see
-    :func:`~tensorstats.stats.kernels.moments.central_sums`; ``m3`` and ``m4``
-    are None for ``order=2``). The Shapiro-Wilk coefficients sum to zero, so
-    ``a @ y`` needs no centring, except for rows far from 0 where rounding
-    would show; it shares one pass over the data with the row sums.
-    """
-    n = y.shape[1]
-    if y.dtype == np.float64:
-        y64 = y
-    else:
-        y64 = scratch("y64", y.shape, np.float64)
-        np.copyto(y64, y)
-    sax = s1 = None
-    if want_sax:
-        s1, sax = (y64 @ _ones_and_coefficients(n)).T
-    mean, m2, m3, m4 = central_sums(y64, order=order, s1=s1)
-    if want_sax:
-        far = np.flatnonzero(~(mean * mean * n <= RAW_SUMS_MAX_OFFSET ** 2 * m2))
-        if far.size:
-            sax[far] = (y64[far] - mean[far, None]) @ shapiro.coefficients(n)
-    return y64, mean, m2, m3, m4, sax
-
-
-def _fixed_size(y: np.ndarray, tests: tuple[str, ...], effect_size: bool) -> dict:
-    """All results for sorted, finite rows ``y`` (g, n) of one size n >= 3."""
-    g, n = y.shape
-    need_shape = effect_size or "dagostino" in tests or "jarque_bera" in tests
-    y64, mean, ss, m3, m4, sax = _central_sums(y, "shapiro" in tests, 4 if need_shape else 2)
-    shaped = (y[:, -1] > y[:, 0]) & (ss > 0)
-    ss_safe = np.where(shaped, ss, 1.0)
-    out = {"statistic": np.full((g, len(tests)), np.nan),
-           "pvalue": np.full((g, len(tests)), np.nan)}
-    if need_shape:
-        g1 = np.where(shaped, np.sqrt(n) * m3 / ss_safe ** 1.5, np.nan)
-        g2 = np.where(shaped, n * m4 / (ss_safe * ss_safe) - 3.0, np.nan)
-        if effect_size:
-            out["skew"], out["kurtosis"] = g1, g2
-    t = z = None
-    if "anderson" in tests or effect_size:
-        inv_sd = 1.0 / np.sqrt(ss_safe / (n - 1))
-        z = np.multiply(y64, inv_sd[:, None], out=scratch("z", y.shape, np.float64))
-        z -= (mean * inv_sd)[:, None]
-        t = normal_cdf.tail_cdf(z, out=scratch("t", y.shape, np.float64))
-    for j, test in enumerate(tests):
-        if test == "shapiro":
-            a = shapiro.coefficients(n)
-            w = np.where(shaped, np.minimum(sax * sax / ((a @ a) * ss_safe), 1.0), np.nan)
-            stat, p = shapiro.w_pvalue(w, n)
-        elif test == "anderson":
-            stat = normal_cdf.anderson_statistic(z, t)
-            p = normal_cdf.anderson_pvalue(stat, n)
-        elif test == "dagostino":
-            stat, p = moment_tests.dagostino(n, g1, g2)
-        else:
-            stat, p = moment_tests.jarque_bera(n, g1, g2)
-        out["statistic"][:, j] = np.where(shaped, stat, np.nan)
-        out["pvalue"][:, j] = np.where(shaped, p, np.nan)
-    if effect_size:
-        out["ks_distance"] = np.where(shaped, normal_cdf.ks_distance(z, t), np.nan)
-    return out
+def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise dot products. ``einsum`` releases the GIL where ``vecdot`` (NumPy 2.4) does not."""
+    return np.einsum("ij,ij->i", a, b)
 
 
 def _nonfinite_counts(x: np.ndarray, rows: np.ndarray | None = None
@@ -141,28 +81,14 @@ def _nonfinite_counts(x: np.ndarray, rows: np.ndarray | None = None
     return nan_count, inf_count
 
 
-def _finite_rows(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Start and count of the finite run in each sorted row (-inf first, NaN last)."""
-    all_finite = (y[:, 0] > -np.inf) & (y[:, -1] < np.inf)
-    start = np.zeros(len(y), np.int64)
-    count = np.full(len(y), y.shape[1], np.int64)
-    rest = ~all_finite
-    if rest.any():
-        sub = y[rest]
-        start[rest] = (sub == -np.inf).sum(axis=-1)
-        count[rest] = np.isfinite(sub).sum(axis=-1)
-    return start, count
+def _sorted_groups(x: np.ndarray, keys: np.ndarray | None, max_samples: int | None
+                   ) -> tuple[np.ndarray, ...]:
+    """Subsample (if needed) and sort rows; locate each row's finite run.
 
-
-def _block(x: np.ndarray, keys: np.ndarray | None, tests: tuple[str, ...],
-           max_samples: int | None, effect_size: bool) -> dict:
-    """All results for a block of groups ``x`` (g, N)."""
+    Returns ``(y, start, count, nan_count, inf_count)``: ``y`` is a per-thread
+    scratch array, valid until the next call on this thread.
+    """
     g, width = x.shape
-    if width == 0:
-        nan = np.full((g, len(tests)), np.nan)
-        zero = np.zeros(g, np.int64)
-        return {"statistic": nan, "pvalue": nan.copy(), "n": zero, "nan_count": zero,
-                "inf_count": zero, **{name: np.full(g, np.nan) for name in EFFECT_SIZES}}
     if x.dtype.kind != "f" or x.dtype.itemsize < 4:
         x = x.astype(np.float64 if x.dtype.itemsize > 2 or x.dtype.kind != "f" else np.float32)
     counts = None
@@ -171,27 +97,159 @@ def _block(x: np.ndarray, keys: np.ndarray | None, tests: tuple[str, ...],
         x = take_subsample(x, keys, max_samples)
         width = max_samples
     y = scratch("sorted", x.shape, x.dtype)
-    np.copyto(y, x)
+    y[...] = x
     y.sort(axis=-1)
-    start, count = _finite_rows(y)
-    nan_count, inf_count = counts if counts is not None else _nonfinite_counts(y, count < width)
-    out = {"statistic": np.full((g, len(tests)), np.nan),
-           "pvalue": np.full((g, len(tests)), np.nan), "n": count,
-           "nan_count": nan_count, "inf_count": inf_count}
-    for name in EFFECT_SIZES:
-        out[name] = np.full(g, np.nan)
-    for n in np.unique(count):
+    all_finite = (y[:, 0] > -np.inf) & (y[:, -1] < np.inf)
+    start = np.zeros(g, np.int64)
+    count = np.full(g, width, np.int64)
+    if not all_finite.all():
+        rest = ~all_finite
+        sub = y[rest]
+        start[rest] = (sub == -np.inf).sum(axis=-1)
+        count[rest] = np.isfinite(sub).sum(axis=-1)
+    if counts is None:
+        counts = _nonfinite_counts(y, count < width)
+    return y, start, count, *counts
+
+
+def _sums(y: np.ndarray, center: np.ndarray | None, tests: tuple[str, ...], order: int,
+          want_cdf: bool, effect_size: bool) -> dict:
+    """The per-value work for sorted finite rows ``y`` (g, n) of one size n >= 3.
+
+    Sums of powers of ``y - center`` (``center`` 0 when None), ``a @ y`` for
+    Shapiro-Wilk, and -- for Anderson-Darling and the KS distance -- the
+    standardized values' normal CDF, reduced to A² and the KS distance.
+    Everything per group that needs no pass over the values is left to
+    :func:`_finish`.
+    """
+    n = y.shape[1]
+    y64 = scratch("y64", y.shape, np.float64)
+    if center is None:
+        y64[...] = y  # (np.copyto holds the GIL while casting; assignment does not)
+    else:
+        np.subtract(y, center[:, None], out=y64)
+    out = {"constant": ~(y[:, -1] > y[:, 0])}
+    if "shapiro" in tests:
+        out["s1"], out["sax"] = (y64 @ _ones_and_coefficients(n)).T
+    else:
+        out["s1"] = y64.sum(axis=-1)
+    out["s2"] = _rowdot(y64, y64)
+    if order == 4:
+        y2 = np.multiply(y64, y64, out=scratch("y2", y.shape, np.float64))
+        out["s3"] = _rowdot(y2, y64)
+        out["s4"] = _rowdot(y2, y2)
+    if want_cdf:
+        mean = out["s1"] / n
+        ss = np.maximum(out["s2"] - mean * out["s1"], 0.0)
+        inv_sd = 1.0 / np.sqrt(np.where(ss > 0, ss, 1.0) / (n - 1))
+        z = np.multiply(y64, inv_sd[:, None], out=scratch("z", y.shape, np.float64))
+        z -= (mean * inv_sd)[:, None]
+        t = normal_cdf.tail_cdf(z, out=scratch("t", y.shape, np.float64))
+        if "anderson" in tests:
+            out["a2"] = normal_cdf.anderson_statistic(z, t)
+        if effect_size:
+            out["ks"] = normal_cdf.ks_distance(z, t)
+    return out
+
+
+def _block(x: np.ndarray, keys: np.ndarray | None, tests: tuple[str, ...],
+           max_samples: int | None, effect_size: bool) -> dict:
+    """Phase one, per block of groups ``x`` (g, N): sort and every pass over values."""
+    g, width = x.shape
+    order = 4 if effect_size or "dagostino" in tests or "jarque_bera" in tests else 2
+    want_cdf = effect_size or "anderson" in tests
+    fields = ["s1", "s2", "s3", "s4", "sax", "a2", "ks"]
+    out = {name: np.full(g, np.nan) for name in fields}
+    out["constant"] = np.ones(g, bool)
+    out["center"] = np.zeros(g)
+    if width == 0:
+        zero = np.zeros(g, np.int64)
+        return {**out, "n": zero, "nan_count": zero, "inf_count": zero}
+    y, start, count, nan_count, inf_count = _sorted_groups(x, keys, max_samples)
+    out.update(n=count, nan_count=nan_count, inf_count=inf_count)
+    full = count == y.shape[1]
+    sizes = [y.shape[1]] if full.all() else np.unique(count)
+    for n in sizes:
         if n < shapiro.MIN_N:
             continue
-        rows = np.flatnonzero(count == n)
-        if n == width:
-            sub = y if len(rows) == g else y[rows]
+        if n == y.shape[1] and full.all():
+            rows, sub = slice(None), y
         else:
+            rows = np.flatnonzero(count == n)
             sub = np.take_along_axis(y[rows], start[rows, None] + np.arange(n), axis=-1)
-        res = _fixed_size(sub, tests, effect_size)
-        for name, val in res.items():
+        for name, val in _sums(sub, None, tests, order, want_cdf, effect_size).items():
             out[name][rows] = val
     return out
+
+
+def _finish(raw: dict, tests: tuple[str, ...], effect_size: bool) -> dict:
+    """Phase two, once over all groups: moments, statistics and p-values."""
+    n = raw["n"]
+    nf = n.astype(np.float64)
+    g = n.shape[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = raw["s1"] / nf  # mean of the values minus their row's center
+        m2 = raw["s2"] - d * raw["s1"]
+        shaped = (n >= shapiro.MIN_N) & ~raw["constant"] & (m2 > 0)
+        m2 = np.where(shaped, m2, 1.0)
+        d2 = d * d
+        m3 = raw["s3"] - 3.0 * d * raw["s2"] + 2.0 * d2 * raw["s1"]
+        m4 = raw["s4"] - 4.0 * d * raw["s3"] + 6.0 * d2 * raw["s2"] - 3.0 * d2 * d2 * nf
+        g1 = np.where(shaped, np.sqrt(nf) * m3 / m2 ** 1.5, np.nan)
+        g2 = np.where(shaped, nf * m4 / (m2 * m2) - 3.0, np.nan)
+    stat = np.full((g, len(tests)), np.nan)
+    pval = np.full((g, len(tests)), np.nan)
+    for j, test in enumerate(tests):
+        if test == "shapiro":
+            for size in np.unique(n[shaped]):
+                rows = np.flatnonzero(shaped & (n == size))
+                a = shapiro.coefficients(int(size))
+                w = np.minimum(raw["sax"][rows] ** 2 / ((a @ a) * m2[rows]), 1.0)
+                stat[rows, j], pval[rows, j] = shapiro.w_pvalue(w, int(size))
+        elif test == "anderson":
+            stat[:, j] = raw["a2"]
+            pval[:, j] = normal_cdf.anderson_pvalue(raw["a2"], nf)
+        elif test == "dagostino":
+            with np.errstate(invalid="ignore", divide="ignore"):
+                stat[:, j], pval[:, j] = moment_tests.dagostino(nf, g1, g2)
+        else:
+            stat[:, j], pval[:, j] = moment_tests.jarque_bera(nf, g1, g2)
+    stat[~shaped] = np.nan
+    pval[~shaped] = np.nan
+    out = {"statistic": stat, "pvalue": pval, "n": n, "nan_count": raw["nan_count"],
+           "inf_count": raw["inf_count"]}
+    nan = np.full(g, np.nan)
+    out["skew"] = g1 if effect_size else nan
+    out["kurtosis"] = g2 if effect_size else nan
+    out["ks_distance"] = np.where(shaped, raw["ks"], np.nan) if effect_size else nan
+    return out
+
+
+def _recenter(raw: dict, flat: np.ndarray, keys: np.ndarray | None, tests: tuple[str, ...],
+              max_samples: int | None, effect_size: bool) -> None:
+    """Redo, about their own mean, the rows whose mean is far from 0 (in place).
+
+    Sums of powers about 0 lose digits when |mean| >> std (1e7 + 0.1 * noise);
+    those rows (see :data:`~tensorstats.stats.kernels.moments.RAW_SUMS_MAX_OFFSET`)
+    are sorted again and their sums taken about their mean, which becomes the
+    row's ``center``. Typical tensors have none.
+    """
+    n = raw["n"].astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = raw["s1"] / n
+        m2 = raw["s2"] - mean * raw["s1"]
+        far = (raw["n"] >= shapiro.MIN_N) & ~raw["constant"] & ~(
+            mean * mean * n <= RAW_SUMS_MAX_OFFSET ** 2 * m2)
+    order = 4 if effect_size or "dagostino" in tests or "jarque_bera" in tests else 2
+    want_cdf = effect_size or "anderson" in tests
+    for row in np.flatnonzero(far):
+        k = None if keys is None else keys[row:row + 1]
+        y, start, count, _, _ = _sorted_groups(flat[row:row + 1], k, max_samples)
+        sub = y[:, start[0]:start[0] + count[0]]
+        res = _sums(sub, mean[row:row + 1], tests, order, want_cdf, effect_size)
+        raw["center"][row] = mean[row]
+        for name, val in res.items():
+            raw[name][row] = val[0]
 
 
 def normality_kernel(x: np.ndarray, *, tests: Sequence[str] = ("shapiro", "anderson"),
@@ -237,8 +295,9 @@ def normality_kernel(x: np.ndarray, *, tests: Sequence[str] = ("shapiro", "ander
         warnings.warn(f"Shapiro-Wilk p-values for n > {shapiro.MAX_VALIDATED_N} use Royston's "
                       "approximation outside the range it was validated on", stacklevel=3)
     used = width if max_samples is None else min(width, max_samples)
-    parts = map_row_blocks(
-        lambda block, k: _block(block, k, tests, max_samples, effect_size),
-        flat, keys if keys is not None and keys.ndim else None,
-        rows=rows_per_block(used), threads=threads)
-    return {name: val.reshape(lead + val.shape[1:]) for name, val in parts.items()}
+    keys = keys if keys is not None and keys.ndim else None
+    raw = map_row_blocks(lambda block, k: _block(block, k, tests, max_samples, effect_size),
+                         flat, keys, rows=rows_per_block(used), threads=threads)
+    _recenter(raw, flat, keys, tests, max_samples, effect_size)
+    out = _finish(raw, tests, effect_size)
+    return {name: val.reshape(lead + val.shape[1:]) for name, val in out.items()}
