@@ -30,7 +30,7 @@ import numpy as np
 
 from . import moment_tests, normal_cdf, shapiro
 from .blocks import map_row_blocks, rows_per_block
-from .moments import RAW_SUMS_MAX_OFFSET
+from .moments import RAW_SUMS_MAX_OFFSET, _rowdot
 from .scratch import scratch
 from .subsample import take_subsample
 
@@ -60,11 +60,6 @@ def _ones_and_coefficients(n: int) -> np.ndarray:
     out = np.stack([np.ones(n), shapiro.coefficients(n)], axis=1)
     out.setflags(write=False)
     return out
-
-
-def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise dot products. ``einsum`` releases the GIL where ``vecdot`` (NumPy 2.4) does not."""
-    return np.einsum("ij,ij->i", a, b)
 
 
 def _nonfinite_counts(x: np.ndarray, rows: np.ndarray | None = None
