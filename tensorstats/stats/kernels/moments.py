@@ -52,7 +52,7 @@ Rounding then costs at most ~1e4 ulp in the fourth central moment."""
 
 
 def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise dot products. ``einsum`` releases the GIL where ``vecdot`` (NumPy 2.4) does not."""
+    """Row-wise dot products (``einsum`` scaled over two threads; ``vecdot`` did not)."""
     return np.einsum("ij,ij->i", a, b)
 
 
@@ -127,7 +127,7 @@ def _partial_block(x: np.ndarray) -> Partial:
     """
     g, n = x.shape
     y64 = scratch("partial.y64", x.shape, np.float64)
-    y64[...] = x  # (np.copyto holds the GIL while casting; assignment does not)
+    y64[...] = x  # (a casting np.copyto did not scale over threads here)
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: those rows are redone
         s1 = y64.sum(axis=-1)
     count = np.full(g, n, np.int64)
