@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
+from ..dims import MOMENT
 from .groups import BY_DOC, By, is_dask, kept_coords, resolve_by
 from .kernels.moments import (
     COUNT_FIELDS,
@@ -75,7 +76,11 @@ def moments(da: xr.DataArray, *, by: By = None) -> xr.Dataset:
     Parameters
     ----------
     da : xarray.DataArray
-        Any real dtype, NumPy- or dask-backed.
+        Any real dtype, NumPy- or dask-backed. A DataArray with a ``moment``
+        dim -- the exact moments a subsampled series stores,
+        ``run.moments(kind, layer)`` -- is merged over the pooled dims instead,
+        so ``ts.moments(run.moments("feature", "conv1"))`` gives the moments
+        of the full tensors, not of the sample.
     {by}
 
     Returns
@@ -100,6 +105,8 @@ def moments(da: xr.DataArray, *, by: By = None) -> xr.Dataset:
     >>> float(ts.moments(da, by="step")["max"].sel(step=0))
     11.0
     """
+    if MOMENT in da.dims:
+        return _from_stored(da, by)
     kept, pooled = resolve_by(da, by)
     arr = da.transpose(*kept, *pooled)
     axis = tuple(range(len(kept), arr.ndim))
@@ -119,6 +126,45 @@ def moments(da: xr.DataArray, *, by: By = None) -> xr.Dataset:
                     coords=kept_coords(da, kept))
     ds["var"].attrs["ddof"] = 0
     ds["kurtosis"].attrs["definition"] = "excess (Fisher): normal is 0"
+    return ds
+
+
+def _merge_stored_n(values: np.ndarray, *, fields: tuple[str, ...], npooled: int) -> tuple:
+    """Merge stored partials over the pooled axes and finish them.
+
+    ``values`` has shape (kept..., pooled... [npooled axes], moment), the
+    moment axis ordered as ``fields``.
+    """
+    kept_shape = values.shape[:values.ndim - 1 - npooled]
+    flat = values.reshape((*kept_shape, -1, values.shape[-1]))
+    part = {}
+    for i, name in enumerate(fields):
+        col = flat[..., i]
+        part[name] = col.astype(np.int64) if name in COUNT_FIELDS else col
+    res = finish_moments(merge_moments(part, axis=-1))
+    return tuple(res[name] for name in RESULT_FIELDS)
+
+
+def _from_stored(da: xr.DataArray, by: By) -> xr.Dataset:
+    """``ts.moments`` of stored partial moments (a DataArray with a ``moment`` dim)."""
+    names = tuple(str(v) for v in np.asarray(da[MOMENT].values)) if MOMENT in da.coords else ()
+    if set(names) != set(PARTIAL_FIELDS):
+        raise ValueError(f"a DataArray with a {MOMENT!r} dim must hold stored moments with "
+                         f"coordinate {list(PARTIAL_FIELDS)}, got {list(names)}")
+    template = da.isel({MOMENT: 0}, drop=True)
+    kept, pooled = resolve_by(template, by)
+    arr = da.transpose(*kept, *pooled, MOMENT)
+    if is_dask(arr):
+        arr = arr.chunk({d: -1 for d in (*pooled, MOMENT)})
+    results = xr.apply_ufunc(
+        _merge_stored_n, arr, input_core_dims=[[*pooled, MOMENT]],
+        output_core_dims=[[] for _ in RESULT_FIELDS],
+        kwargs={"fields": names, "npooled": len(pooled)}, dask="parallelized",
+        output_dtypes=[np.int64 if f in COUNT_FIELDS else np.float64 for f in RESULT_FIELDS])
+    ds = xr.Dataset(dict(zip(RESULT_FIELDS, results, strict=True)),
+                    coords=kept_coords(template, kept))
+    ds["var"].attrs["ddof"] = 0
+    ds.attrs["source"] = "stored exact moments of the full tensors"
     return ds
 
 

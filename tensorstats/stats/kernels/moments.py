@@ -226,6 +226,11 @@ def merge_moments(parts: Sequence[Partial] | Partial, axis: int | tuple[int, ...
     elif axis is None:
         axis = -1
     n_i = parts["count"]
+    empty = n_i == 0
+    if empty.any():  # stored partials of empty groups hold NaN; make them the identity
+        parts = {**parts, **{k: np.where(empty, 0.0, parts[k]) for k in ("mean", "m2", "m3", "m4")},
+                 "min": np.where(empty, np.inf, parts["min"]),
+                 "max": np.where(empty, -np.inf, parts["max"])}
     count = n_i.sum(axis=axis, keepdims=True)
     w = n_i.astype(np.float64)
     mean = np.divide((w * parts["mean"]).sum(axis=axis, keepdims=True), count,
