@@ -2,16 +2,18 @@
 
 >>> import tensorstats as ts
 >>> sorted(n for n in ts.__all__ if not n.startswith("_"))  # doctest: +NORMALIZE_WHITESPACE
-['Recorder', 'Run', 'Runs', 'at', 'every', 'logspaced', 'moments', 'normality', 'open_run',
- 'open_runs']
+['Recorder', 'Run', 'Runs', 'at', 'correlate', 'every', 'granger', 'logspaced', 'moments',
+ 'normality', 'open_run', 'open_runs', 'shift']
 """
 
 from ._version import __version__
 from .collect import Recorder
 from .collect.schedules import at, every, logspaced
 from .run import Run, Runs, open_run, open_runs
+from .stats.correlate import correlate, granger
 from .stats.moments import moments
 from .stats.normality import normality
+from .stats.shift import shift
 
-__all__ = ["Recorder", "Run", "Runs", "__version__", "at", "every", "logspaced", "moments",
-           "normality", "open_run", "open_runs"]
+__all__ = ["Recorder", "Run", "Runs", "__version__", "at", "correlate", "every", "granger",
+           "logspaced", "moments", "normality", "open_run", "open_runs", "shift"]

@@ -32,7 +32,7 @@ from . import moment_tests, normal_cdf, shapiro
 from .blocks import map_row_blocks, rows_per_block
 from .moments import RAW_SUMS_MAX_OFFSET, _rowdot
 from .scratch import scratch
-from .subsample import take_subsample
+from .sorting import sorted_groups
 
 TESTS = ("shapiro", "anderson", "dagostino", "jarque_bera")
 """Test names :func:`normality_kernel` accepts."""
@@ -60,51 +60,6 @@ def _ones_and_coefficients(n: int) -> np.ndarray:
     out = np.stack([np.ones(n), shapiro.coefficients(n)], axis=1)
     out.setflags(write=False)
     return out
-
-
-def _nonfinite_counts(x: np.ndarray, rows: np.ndarray | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
-    """NaN and ±inf counts per row, looking only at ``rows`` (a mask) if given."""
-    nan_count = np.zeros(len(x), np.int64)
-    inf_count = np.zeros(len(x), np.int64)
-    if rows is None:
-        rows = np.ones(len(x), bool)
-    if rows.any():
-        sub = x[rows]
-        nan_count[rows] = np.isnan(sub).sum(axis=-1)
-        inf_count[rows] = np.isinf(sub).sum(axis=-1)
-    return nan_count, inf_count
-
-
-def _sorted_groups(x: np.ndarray, keys: np.ndarray | None, max_samples: int | None
-                   ) -> tuple[np.ndarray, ...]:
-    """Subsample (if needed) and sort rows; locate each row's finite run.
-
-    Returns ``(y, start, count, nan_count, inf_count)``: ``y`` is a per-thread
-    scratch array, valid until the next call on this thread.
-    """
-    g, width = x.shape
-    if x.dtype.kind != "f" or x.dtype.itemsize < 4:
-        x = x.astype(np.float64 if x.dtype.itemsize > 2 or x.dtype.kind != "f" else np.float32)
-    counts = None
-    if max_samples is not None and width > max_samples:
-        counts = _nonfinite_counts(x)
-        x = take_subsample(x, keys, max_samples)
-        width = max_samples
-    y = scratch("sorted", x.shape, x.dtype)
-    y[...] = x
-    y.sort(axis=-1)
-    all_finite = (y[:, 0] > -np.inf) & (y[:, -1] < np.inf)
-    start = np.zeros(g, np.int64)
-    count = np.full(g, width, np.int64)
-    if not all_finite.all():
-        rest = ~all_finite
-        sub = y[rest]
-        start[rest] = (sub == -np.inf).sum(axis=-1)
-        count[rest] = np.isfinite(sub).sum(axis=-1)
-    if counts is None:
-        counts = _nonfinite_counts(y, count < width)
-    return y, start, count, *counts
 
 
 def _sums(y: np.ndarray, center: np.ndarray | None, tests: tuple[str, ...], order: int,
@@ -160,7 +115,7 @@ def _block(x: np.ndarray, keys: np.ndarray | None, tests: tuple[str, ...],
     if width == 0:
         zero = np.zeros(g, np.int64)
         return {**out, "n": zero, "nan_count": zero, "inf_count": zero}
-    y, start, count, nan_count, inf_count = _sorted_groups(x, keys, max_samples)
+    y, start, count, nan_count, inf_count = sorted_groups(x, keys, max_samples)
     out.update(n=count, nan_count=nan_count, inf_count=inf_count)
     full = count == y.shape[1]
     sizes = [y.shape[1]] if full.all() else np.unique(count)
@@ -239,7 +194,7 @@ def _recenter(raw: dict, flat: np.ndarray, keys: np.ndarray | None, tests: tuple
     want_cdf = effect_size or "anderson" in tests
     for row in np.flatnonzero(far):
         k = None if keys is None else keys[row:row + 1]
-        y, start, count, _, _ = _sorted_groups(flat[row:row + 1], k, max_samples)
+        y, start, count, _, _ = sorted_groups(flat[row:row + 1], k, max_samples)
         sub = y[:, start[0]:start[0] + count[0]]
         res = _sums(sub, mean[row:row + 1], tests, order, want_cdf, effect_size)
         raw["center"][row] = mean[row]

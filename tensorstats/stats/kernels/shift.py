@@ -1,0 +1,345 @@
+"""Distances between two samples per group: W1, KS (+ p-value), energy, JS, Hellinger.
+
+Each group's sample and reference are subsampled above ``max_samples``,
+sorted once and merged (a stable sort of two sorted runs is a linear merge).
+From the merged order every metric follows:
+
+* ``wasserstein`` (W1) = ∫ |F - G| and ``energy`` = sqrt(2 ∫ (F - G)²), both
+  as :func:`scipy.stats.wasserstein_distance` / :func:`scipy.stats.energy_distance`;
+  with equal sizes W1 is the mean absolute difference of order statistics;
+* ``ks`` = max |F - G| over the pooled values, as :func:`scipy.stats.ks_2samp`,
+  and ``ks_pvalue`` with scipy's methods (``"auto"``: exact up to 10,000
+  values per sample, else Smirnov's asymptotic distribution);
+* ``js`` (Jensen-Shannon divergence, bits) and ``hellinger`` on shared
+  equal-mass bins: the ``B``-quantiles of the pooled sample, ``B =
+  ceil(sqrt(min(n, m)))`` clipped to [2, 128]; an edge is placed after all
+  values equal to it, so ties never straddle a bin edge (tied edges give empty
+  bins, which contribute nothing).
+
+Examples
+--------
+>>> import numpy as np, scipy.stats
+>>> rng = np.random.default_rng(0)
+>>> x, r = rng.normal(size=(2, 300)), rng.normal(0.5, 1, size=(2, 200))
+>>> out = shift_kernel(x, r, metrics=("wasserstein", "ks"))
+>>> bool(np.isclose(out["wasserstein"][1], scipy.stats.wasserstein_distance(x[1], r[1])))
+True
+>>> bool(np.isclose(out["ks_pvalue"][0], scipy.stats.ks_2samp(x[0], r[0]).pvalue))
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import lru_cache
+
+import numpy as np
+from scipy import stats
+from scipy.special import gammaln, rel_entr
+
+from .blocks import map_row_blocks, rows_per_block
+from .scratch import scratch
+from .sorting import sorted_groups
+
+METRICS = ("wasserstein", "ks", "energy", "js", "hellinger")
+"""Metric names :func:`shift_kernel` accepts."""
+
+KS_METHODS = ("auto", "exact", "asymp")
+MAX_EXACT_N = 10000
+"""``ks_method="auto"`` is exact up to this many values per sample (as scipy)."""
+
+REFERENCE_SALT = np.uint64(0x5EED_0F_2EF)
+"""Mixed into a group's key for its reference sample, so the two subsamples differ."""
+
+
+def check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
+    """Validate metric names; a single string is one metric."""
+    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
+    if not metrics:
+        raise ValueError("metrics is empty; choose from " + ", ".join(METRICS))
+    for m in metrics:
+        if m not in METRICS:
+            raise ValueError(f"unknown shift metric {m!r}; choose from {', '.join(METRICS)}")
+    if len(set(metrics)) != len(metrics):
+        raise ValueError(f"metrics lists a metric twice: {metrics}")
+    return metrics
+
+
+def output_names(metrics: Sequence[str]) -> tuple[str, ...]:
+    """Result variables for ``metrics``: each metric, ``ks_pvalue`` after ``ks``."""
+    out = []
+    for m in metrics:
+        out.append(m)
+        if m == "ks":
+            out.append("ks_pvalue")
+    return (*out, "n", "n_reference")
+
+
+def n_bins(n: int, m: int) -> int:
+    """Number of shared equal-mass bins for ``js`` and ``hellinger``."""
+    return int(min(128, max(2, math.ceil(math.sqrt(min(n, m))))))
+
+
+@lru_cache(maxsize=65536)
+def _ks_exact(h: int, n: int, m: int) -> float:
+    """scipy's exact two-sided p-value of ``D = h / lcm(n, m)`` (NaN if it fails).
+
+    Cached: the statistic takes few distinct values, and the exact
+    computation is a Python loop over the lattice.
+    """
+    try:
+        from scipy.stats._stats_py import _attempt_exact_2kssamp
+    except ImportError:  # pragma: no cover - scipy moved it; fall back to asymptotic
+        return math.nan
+    lcm = n // math.gcd(n, m) * m
+    with np.errstate(all="ignore"):
+        ok, _, p = _attempt_exact_2kssamp(n, m, math.gcd(n, m), h / lcm, "two-sided")
+    return float(p) if ok else math.nan
+
+
+def ks_exact_equal_n(h: np.ndarray, n: int) -> np.ndarray:
+    """Exact two-sided P(D >= h/n) for two samples of size ``n``, for many ``h`` at once.
+
+    The alternating series of binomial ratios scipy evaluates with a Horner
+    scheme (``P = 2 A_0 (1 - A_1 (1 - A_2 (...))))``, ``A_k = prod_j (n - kh -
+    j) / (n + kh + j + 1)``), vectorized over ``h`` with log-gamma products.
+
+    Examples
+    --------
+    >>> import scipy.stats
+    >>> x, y = np.arange(10.0), np.arange(10.0) + 3.5
+    >>> d = scipy.stats.ks_2samp(x, y, method="exact")
+    >>> bool(np.isclose(ks_exact_equal_n(np.array([round(d.statistic * 10)]), 10)[0], d.pvalue))
+    True
+    """
+    h = np.asarray(h, dtype=np.float64)
+    out = np.ones(h.shape)
+    pos = h > 0
+    hp = h[pos]
+    if hp.size == 0:
+        return out
+    kmax = np.floor(n / hp)
+    p = np.zeros(hp.shape)
+    for k in range(int(kmax.max()), -1, -1):
+        a = n - k * hp
+        alive = (k <= kmax) & (a >= hp)
+        with np.errstate(invalid="ignore", over="ignore"):
+            log_a = (gammaln(a + 1) - gammaln(a - hp + 1) + gammaln(n + k * hp + 1)
+                     - gammaln(n + k * hp + hp + 1))
+            factor = np.where(alive, np.exp(log_a), 0.0)
+        p = np.where(k <= kmax, factor * (1.0 - p), p)
+    out[pos] = np.clip(2.0 * p, 0.0, 1.0)
+    return out
+
+
+def ks_pvalue(d: np.ndarray, n: int, m: int, method: str = "auto") -> np.ndarray:
+    """Two-sided p-values of KS statistics ``d`` for samples of sizes ``n`` and ``m``.
+
+    ``method`` as :func:`scipy.stats.ks_2samp`: ``"exact"`` (lattice-path
+    counting), ``"asymp"`` (Smirnov: ``kstwo.sf(d, round(n m / (n + m)))``) or
+    ``"auto"`` (exact when both sizes are at most 10,000). An exact
+    computation that fails numerically falls back to the asymptotic value,
+    as scipy does. Evaluated once per distinct statistic.
+    """
+    d = np.asarray(d, dtype=np.float64)
+    out = np.full(d.shape, np.nan)
+    ok = np.isfinite(d)
+    if not ok.any():
+        return out
+    if method == "auto":
+        method = "exact" if max(n, m) <= MAX_EXACT_N else "asymp"
+    lcm = n // math.gcd(n, m) * m
+    h = np.rint(d[ok] * lcm)
+    uniq, inverse = np.unique(h, return_inverse=True)
+    d_uniq = uniq / lcm
+    p = np.full(uniq.shape, np.nan)
+    if method == "exact" and n == m:
+        p = ks_exact_equal_n(uniq, n)
+    elif method == "exact":
+        p = np.array([_ks_exact(int(v), n, m) for v in uniq])
+    big, small = max(n, m), min(n, m)
+    todo = np.isnan(p)
+    if todo.any():
+        p[todo] = stats.kstwo.sf(d_uniq[todo], np.round(big * small / (big + small)))
+    out[ok] = np.clip(p[inverse.reshape(-1)], 0.0, 1.0)
+    return out
+
+
+def _equal_size_w1(xs: np.ndarray, rs: np.ndarray) -> np.ndarray:
+    """W1 of equal-size sorted samples: the mean |x_(i) - r_(i)|, in float64."""
+    d = scratch("shift.w1", xs.shape, np.float64)
+    d[...] = xs
+    d -= rs
+    np.abs(d, out=d)
+    return d.sum(axis=-1) / xs.shape[-1]
+
+
+_TAG = np.uint64(1)
+
+
+def _merge(xs: np.ndarray, rs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pooled sorted values (float64) of each row, and which came from ``xs``.
+
+    float32 data carries its origin in the lowest mantissa bit of its float64
+    copy, which a float32 value never uses: one in-place sort then merges the
+    rows (tagging moves a value by far less than the gap to any other float32
+    value, so the order of distinct values is kept; tied values may come in
+    either order, which no metric depends on). Other dtypes take a stable
+    argsort, a linear merge of the two sorted runs.
+    """
+    g, n = xs.shape
+    total = n + rs.shape[1]
+    if xs.dtype == np.float32 and rs.dtype == np.float32:
+        both = scratch("shift.both64", (g, total), np.float64)
+        both[:, :n] = xs
+        both[:, n:] = rs
+        bits = both.view(np.uint64)
+        bits[:, n:] |= _TAG
+        both.sort(axis=-1)
+        from_x = (bits & _TAG) == 0
+        bits &= ~_TAG
+        return both, from_x
+    both = scratch("shift.both", (g, total), np.result_type(xs, rs))
+    both[:, :n] = xs
+    both[:, n:] = rs
+    order = np.argsort(both, axis=-1, kind="stable")
+    return np.take_along_axis(both, order, axis=-1).astype(np.float64), order < n
+
+
+def _merged_metrics(xs: np.ndarray, rs: np.ndarray, metrics: tuple[str, ...]) -> dict:
+    """Every requested metric of sorted finite rows ``xs`` (g, n) and ``rs`` (g, m)."""
+    g, n = xs.shape
+    m = rs.shape[1]
+    total = n + m
+    v, from_x = _merge(xs, rs)
+    cx = np.cumsum(from_x, axis=-1)
+    pos = np.arange(1, total + 1)
+    # (F - G) * n * m after each pooled value, exactly, in integers
+    scaled = cx * total - pos * n
+    out = {}
+    need_cdf = {"wasserstein", "energy"} & set(metrics)
+    if need_cdf:
+        deltas = np.diff(v, axis=-1)
+        inner = scaled[:, :-1] / (n * m)
+        if "wasserstein" in metrics:
+            out["wasserstein"] = np.einsum("ij,ij->i", np.abs(inner), deltas)
+        if "energy" in metrics:
+            out["energy"] = np.sqrt(2.0 * np.einsum("ij,ij->i", inner * inner, deltas))
+    ends = np.ones(v.shape, bool)
+    ends[:, :-1] = v[:, 1:] != v[:, :-1]  # last of a run of tied values
+    if "ks" in metrics:
+        out["ks"] = np.where(ends, np.abs(scaled), 0).max(axis=-1) / (n * m)
+    if {"js", "hellinger"} & set(metrics):
+        b = n_bins(n, m)
+        ranks = (np.arange(1, b) * total) // b - 1
+        # index of the end of each value's tie run: next `ends` position at or after it
+        idx = np.where(ends, pos - 1, total)
+        run_end = np.minimum.accumulate(idx[:, ::-1], axis=-1)[:, ::-1]
+        at = run_end[:, ranks]
+        cum_x = np.concatenate([np.zeros((g, 1)), np.take_along_axis(cx, at, axis=-1),
+                                np.full((g, 1), n)], axis=-1)
+        cum_r = np.concatenate([np.zeros((g, 1)), at + 1 - np.take_along_axis(cx, at, axis=-1),
+                                np.full((g, 1), m)], axis=-1)
+        p = np.diff(cum_x, axis=-1) / n
+        q = np.diff(cum_r, axis=-1) / m
+        if "js" in metrics:
+            mid = 0.5 * (p + q)
+            out["js"] = 0.5 * (rel_entr(p, mid) + rel_entr(q, mid)).sum(axis=-1) / math.log(2)
+        if "hellinger" in metrics:
+            out["hellinger"] = np.sqrt(np.maximum(1.0 - np.sqrt(p * q).sum(axis=-1), 0.0))
+    return out
+
+
+def _block(x: np.ndarray, r: np.ndarray, keys: np.ndarray | None, metrics: tuple[str, ...],
+           max_samples: int | None) -> dict:
+    g = x.shape[0]
+    out = {name: np.full(g, np.nan) for name in output_names(metrics)}
+    if x.shape[1] == 0 or r.shape[1] == 0:
+        out["n"] = np.zeros(g, np.int64)
+        out["n_reference"] = np.zeros(g, np.int64)
+        return out
+    rkeys = None if keys is None else keys ^ REFERENCE_SALT
+    xs_all, x0, nx, _, _ = sorted_groups(x, keys, max_samples, name="shift.x")
+    rs_all, r0, nr, _, _ = sorted_groups(r, rkeys, max_samples, name="shift.r")
+    out["n"], out["n_reference"] = nx, nr
+    full = (nx == xs_all.shape[1]) & (nr == rs_all.shape[1])
+    if full.all():
+        classes = [(xs_all.shape[1], rs_all.shape[1], slice(None))]
+    else:
+        pairs = np.stack([nx, nr], axis=1)
+        uniq = np.unique(pairs, axis=0)
+        classes = [(int(a), int(b), np.flatnonzero((nx == a) & (nr == b))) for a, b in uniq]
+    for n, m, rows in classes:
+        if n == 0 or m == 0:
+            continue
+        if isinstance(rows, slice):
+            xs, rs = xs_all, rs_all
+        else:
+            xs = np.take_along_axis(xs_all[rows], x0[rows, None] + np.arange(n), axis=-1)
+            rs = np.take_along_axis(rs_all[rows], r0[rows, None] + np.arange(m), axis=-1)
+        if metrics == ("wasserstein",) and n == m:
+            res = {"wasserstein": _equal_size_w1(xs, rs)}
+        else:
+            res = _merged_metrics(xs, rs, metrics)
+        for name, val in res.items():
+            out[name][rows] = val
+    return out
+
+
+def shift_kernel(x: np.ndarray, r: np.ndarray, *,
+                 metrics: Sequence[str] = ("wasserstein", "ks", "energy", "js"),
+                 max_samples: int | None = None, keys: np.ndarray | None = None,
+                 ks_method: str = "auto", threads: int | None = 1) -> dict:
+    """Distances between the sample ``x`` and the reference ``r`` of every group.
+
+    Parameters
+    ----------
+    x, r : ndarray, shapes (..., N) and (..., M)
+        Groups on the (broadcastable) leading axes, values on the last.
+        Non-finite values are left out.
+    metrics : sequence of str
+        Any of :data:`METRICS`.
+    max_samples : int or None
+        Larger groups (each side) are subsampled to this many finite values.
+    keys : ndarray of uint64, optional
+        One subsampling key per group (required when subsampling).
+    ks_method : {"auto", "exact", "asymp"}
+        How ``ks_pvalue`` is computed (as :func:`scipy.stats.ks_2samp`).
+    threads : int or None
+        Worker threads over blocks of groups; None uses every CPU.
+
+    Returns
+    -------
+    dict of ndarray
+        One array per :func:`output_names` entry, over the leading axes.
+    """
+    metrics = check_metrics(metrics)
+    if ks_method not in KS_METHODS:
+        raise ValueError(f"ks_method must be one of {KS_METHODS}, got {ks_method!r}")
+    x, r = np.asarray(x), np.asarray(r)
+    lead = np.broadcast_shapes(x.shape[:-1], r.shape[:-1])
+    x = np.broadcast_to(x, (*lead, x.shape[-1]))
+    r = np.broadcast_to(r, (*lead, r.shape[-1]))
+    size = math.prod(lead)
+    flat_x = x.reshape(size, x.shape[-1])
+    flat_r = r.reshape(size, r.shape[-1])
+    widest = max(x.shape[-1], r.shape[-1])
+    if max_samples is not None and widest > max_samples:
+        if keys is None:
+            raise ValueError(f"groups of {widest} values exceed max_samples={max_samples}: "
+                             "subsampling needs one key per group")
+        keys = np.broadcast_to(np.asarray(keys, np.uint64), lead).reshape(-1)
+    else:
+        keys = None
+    used = widest if max_samples is None else min(widest, max_samples)
+    out = map_row_blocks(
+        lambda xb, rb, kb: _block(xb, rb, kb, metrics, max_samples),
+        flat_x, flat_r, keys, rows=rows_per_block(2 * used), threads=threads)
+    if "ks" in metrics:  # once over all groups: p depends only on (statistic, n, m)
+        valid = (out["n"] > 0) & (out["n_reference"] > 0)
+        pairs = np.unique(np.stack([out["n"][valid], out["n_reference"][valid]], axis=1), axis=0)
+        for n, m in pairs:
+            rows = np.flatnonzero(valid & (out["n"] == n) & (out["n_reference"] == m))
+            out["ks_pvalue"][rows] = ks_pvalue(out["ks"][rows], int(n), int(m), ks_method)
+    return {name: val.reshape(lead) for name, val in out.items()}
