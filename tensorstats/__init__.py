@@ -3,7 +3,7 @@
 >>> import tensorstats as ts
 >>> sorted(n for n in ts.__all__ if not n.startswith("_"))  # doctest: +NORMALIZE_WHITESPACE
 ['Recorder', 'Run', 'Runs', 'at', 'correlate', 'every', 'granger', 'logspaced', 'moments',
- 'normality', 'open_run', 'open_runs', 'shift']
+ 'normality', 'open_run', 'open_runs', 'shift', 'to_frame']
 """
 
 from ._version import __version__
@@ -14,6 +14,7 @@ from .stats.correlate import correlate, granger
 from .stats.moments import moments
 from .stats.normality import normality
 from .stats.shift import shift
+from .stats.tidy import to_frame
 
 __all__ = ["Recorder", "Run", "Runs", "__version__", "at", "correlate", "every", "granger",
-           "logspaced", "moments", "normality", "open_run", "open_runs", "shift"]
+           "logspaced", "moments", "normality", "open_run", "open_runs", "shift", "to_frame"]

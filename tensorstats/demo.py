@@ -152,7 +152,42 @@ def report(paths: dict[str, str]) -> str:
                 row += f"{std[0]:>10.3f}{std[-1]:>10.3f}"
             lines.append(row)
     lines += normality_section(runs)
+    lines += shift_section(runs)
+    lines += correlation_section(runs)
     return "\n".join(lines)
+
+
+def shift_section(runs: ts.Runs) -> list[str]:
+    """How far each run's weights moved from its own initialisation (the paper's comparison)."""
+    lines = ["", "weights: distance from their own initialisation at the last step "
+             "(ts.shift, reference='initial'), median over channels",
+             f"  {'run':<8} {'layer':<13}{'W1':>9}{'KS':>7}{'JS bits':>9}"]
+    for layer in [lay for lay in runs.layers("weight") if lay.endswith(".weight")]:
+        res = ts.shift(runs["weight", layer], metrics=("wasserstein", "ks", "js")).compute()
+        for name in runs.names:
+            last = res.sel(run=name).isel(step=-1)
+            lines.append(f"  {name:<8} {layer:<13}{float(last['wasserstein'].median()):>9.4f}"
+                         f"{float(last['ks'].median()):>7.3f}{float(last['js'].median()):>9.3f}")
+    return lines
+
+
+def correlation_section(runs: ts.Runs) -> list[str]:
+    """Does the spread of each layer's pre-activations track the loss?"""
+    lines = ["", "does pre-activation variance track the loss? ts.correlate(variance per step, "
+             "loss averaged over each logging interval,", "method='spearman', "
+             "detrend='difference'): r at lag 0 (raw r in brackets, inflated by trends)",
+             f"  {'run':<8}" + "".join(f"{layer:>16}" for layer in runs.layers("feature"))]
+    loss = runs.scalars["loss"]
+    for name in runs.names:
+        row = f"  {name:<8}"
+        for layer in runs.layers("feature"):
+            var = ts.moments(runs["feature", layer].sel(run=name), by="step")["var"]
+            y = loss.sel(run=name)
+            diff = ts.correlate(var, y, align="mean", detrend="difference").compute()
+            raw = ts.correlate(var, y, align="mean").compute()
+            row += f"{float(diff['r'].sel(lag=0)):>8.2f} ({float(raw['r'].sel(lag=0)):>5.2f})"
+        lines.append(row)
+    return lines
 
 
 def normality_section(runs: ts.Runs) -> list[str]:
