@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/collector_overhead.py
 	$(PY) benchmarks/normality.py
 	$(PY) benchmarks/moments.py
+	$(PY) benchmarks/shift.py
 
 clean-venv:
 	rm -rf $(VENV)
