@@ -12,6 +12,8 @@ import zlib
 
 import numpy as np
 
+from ..stats.kernels.moments import partial_moments
+
 MOMENT_NAMES = ("count", "nan_count", "inf_count", "mean", "m2", "m3", "m4", "min", "max")
 """Layout of the last axis of a ``moments`` row. ``m2``..``m4`` are central sums
 ``sum((x - mean)**k)`` over the finite values (so ``var = m2 / count``), which
@@ -54,23 +56,7 @@ def channel_moments(flat: np.ndarray) -> np.ndarray:
     >>> dict(zip(MOMENT_NAMES, m[0].tolist()))["m2"]
     2.0
     """
-    x = np.asarray(flat, dtype=np.float64)
-    finite = np.isfinite(x)
-    count = finite.sum(axis=1)
-    nan_count = np.isnan(x).sum(axis=1)
-    inf_count = x.shape[1] - count - nan_count
-    with np.errstate(invalid="ignore", divide="ignore"):
-        xf = np.where(finite, x, 0.0)
-        mean = xf.sum(axis=1) / count
-        d = np.where(finite, x - mean[:, None], 0.0)
-        d2 = d * d
-        m2 = d2.sum(axis=1)
-        m3 = (d2 * d).sum(axis=1)
-        m4 = (d2 * d2).sum(axis=1)
-        lo = np.where(finite, x, np.inf).min(axis=1, initial=np.inf)
-        hi = np.where(finite, x, -np.inf).max(axis=1, initial=-np.inf)
-    empty = count == 0
-    for col in (mean, m2, m3, m4, lo, hi):
-        col[empty] = np.nan
-    return np.stack([count, nan_count, inf_count, mean, m2, m3, m4, lo, hi],
-                    axis=1).astype(np.float64)
+    part = partial_moments(np.asarray(flat))
+    out = np.stack([part[name] for name in MOMENT_NAMES], axis=1).astype(np.float64)
+    out[part["count"] == 0, 3:] = np.nan  # the format stores NaN moments for empty rows
+    return out

@@ -10,7 +10,7 @@ import xarray as xr
 from ..dims import LAG, STEP
 from .groups import is_dask
 from .kernels import correlation as kernel
-from .normality import fdr_over_groups
+from .multitest import fdr_over_groups
 
 ALIGNS = ("exact", "mean")
 

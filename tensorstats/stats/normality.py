@@ -9,9 +9,9 @@ import xarray as xr
 
 from ..dims import POOLED, TEST
 from .groups import BY_DOC, By, is_dask, kept_coords, labels, pool, resolve_by
-from .kernels.fdr import bh_adjust
 from .kernels.normality import check_tests, normality_kernel
 from .kernels.subsample import label_keys
+from .multitest import fdr_over_groups
 
 _OUTPUTS = (("statistic", np.float64, True), ("pvalue", np.float64, True),
             ("n", np.int64, False), ("nan_count", np.int64, False),
@@ -24,26 +24,6 @@ def _apply(values: np.ndarray, keys: np.ndarray, *, tests: tuple[str, ...],
     out = normality_kernel(values, tests=tests, max_samples=max_samples, keys=keys,
                            effect_size=effect_size, threads=threads)
     return tuple(out[name] for name, _, _ in _OUTPUTS)
-
-
-def _fdr(p: np.ndarray, ngroup_axes: int) -> np.ndarray:
-    """BH over the last ``ngroup_axes`` axes of ``p`` taken together."""
-    lead = p.shape[:p.ndim - ngroup_axes]
-    return bh_adjust(p.reshape((*lead, -1))).reshape(p.shape)
-
-
-def fdr_over_groups(pvalue: xr.DataArray, group_dims: Sequence) -> xr.DataArray:
-    """Benjamini-Hochberg adjusted ``pvalue`` over all groups (``group_dims``) together.
-
-    Every other dim (such as ``test``) gets its own family. NaN p-values are
-    not counted. Lazy when ``pvalue`` is.
-    """
-    group_dims = list(group_dims)
-    if is_dask(pvalue) and group_dims:
-        pvalue = pvalue.chunk({d: -1 for d in group_dims})
-    return xr.apply_ufunc(_fdr, pvalue, input_core_dims=[group_dims],
-                          output_core_dims=[group_dims], kwargs={"ngroup_axes": len(group_dims)},
-                          dask="parallelized", output_dtypes=[np.float64])
 
 
 def normality(da: xr.DataArray, *, by: By = None, tests: Sequence[str] = ("shapiro", "anderson"),

@@ -51,7 +51,7 @@ power sums about the shift directly; others are re-centred on their mean first.
 Rounding then costs at most ~1e4 ulp in the fourth central moment."""
 
 
-def _rowdot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Row-wise dot products (``einsum`` scaled over two threads; ``vecdot`` did not)."""
     return np.einsum("ij,ij->i", a, b)
 
@@ -83,13 +83,13 @@ def central_sums(y64: np.ndarray, count: np.ndarray | None = None,
     """
     n = y64.shape[-1] if count is None else count
     s1 = y64.sum(axis=-1) if s1 is None else s1
-    s2 = _rowdot(y64, y64)
+    s2 = row_dot(y64, y64)
     if order == 2:
         s3 = s4 = np.zeros_like(s2)
     else:
         y2 = np.multiply(y64, y64, out=scratch("central_sums.y2", y64.shape, np.float64))
-        s3 = _rowdot(y2, y64)
-        s4 = _rowdot(y2, y2)
+        s3 = row_dot(y2, y64)
+        s4 = row_dot(y2, y2)
     mean, m2, m3, m4 = _from_power_sums(n, s1, s2, s3, s4)
     far = ~(mean * mean * n <= RAW_SUMS_MAX_OFFSET ** 2 * m2)
     if far.any():

@@ -30,7 +30,7 @@ import numpy as np
 
 from . import moment_tests, normal_cdf, shapiro
 from .blocks import map_row_blocks, rows_per_block
-from .moments import RAW_SUMS_MAX_OFFSET, _rowdot
+from .moments import RAW_SUMS_MAX_OFFSET, row_dot
 from .scratch import scratch
 from .sorting import sorted_groups
 
@@ -83,11 +83,11 @@ def _sums(y: np.ndarray, center: np.ndarray | None, tests: tuple[str, ...], orde
         out["s1"], out["sax"] = (y64 @ _ones_and_coefficients(n)).T
     else:
         out["s1"] = y64.sum(axis=-1)
-    out["s2"] = _rowdot(y64, y64)
+    out["s2"] = row_dot(y64, y64)
     if order == 4:
         y2 = np.multiply(y64, y64, out=scratch("y2", y.shape, np.float64))
-        out["s3"] = _rowdot(y2, y64)
-        out["s4"] = _rowdot(y2, y2)
+        out["s3"] = row_dot(y2, y64)
+        out["s4"] = row_dot(y2, y2)
     if want_cdf:
         mean = out["s1"] / n
         ss = np.maximum(out["s2"] - mean * out["s1"], 0.0)

@@ -147,8 +147,11 @@ def ks_pvalue(d: np.ndarray, n: int, m: int, method: str = "auto") -> np.ndarray
     ok = np.isfinite(d)
     if not ok.any():
         return out
+    g = math.gcd(n, m)
     if method == "auto":
         method = "exact" if max(n, m) <= MAX_EXACT_N else "asymp"
+    elif method == "exact" and n // g >= np.iinfo(np.int32).max / (m // g):
+        method = "asymp"  # scipy's rule: the lattice would be too large
     lcm = n // math.gcd(n, m) * m
     h = np.rint(d[ok] * lcm)
     uniq, inverse = np.unique(h, return_inverse=True)
