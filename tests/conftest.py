@@ -39,7 +39,8 @@ class _CountingScheduler:
     def __call__(self, dsk, keys, **kwargs):
         self.total += 1
         if self.total > self.max_computes:
-            raise RuntimeError(f"Too many computes: {self.total} > {self.max_computes}")
+            raise RuntimeError(f"Too many computes: {self.total} > {self.max_computes}; "
+                               "dask computed something while it should have stayed lazy")
         return dask.get(dsk, keys, **kwargs)
 
 

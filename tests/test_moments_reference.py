@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import warnings
 import zlib
-from contextlib import contextmanager
 
 import dask
 import dask.array
@@ -23,6 +22,7 @@ from hypothesis.extra import numpy as hnp
 from numpy.testing import assert_allclose, assert_array_equal
 
 import tensorstats as ts
+from conftest import raise_if_dask_computes
 
 FLOAT_VARS = ("mean", "var", "std", "skew", "kurtosis", "min", "max")
 INT_VARS = ("count", "nan_count", "inf_count")
@@ -31,24 +31,6 @@ DEFAULT_KEPT = ("run", "step", "channel")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class _RaisingScheduler:
-    """A dask scheduler that refuses to run anything."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, dsk, keys, **kwargs):
-        self.calls += 1
-        raise RuntimeError("dask computed something while it should have stayed lazy")
-
-
-@contextmanager
-def raise_if_dask_computes():
-    """Fail on any dask compute inside the block (like ``xarray.tests``' helper)."""
-    with dask.config.set(scheduler=_RaisingScheduler()):
-        yield
 
 
 def _seed(*parts) -> int:

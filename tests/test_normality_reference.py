@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import warnings
 import zlib
-from contextlib import contextmanager
 
 import dask
 import dask.array
@@ -23,6 +22,7 @@ from statsmodels.stats.diagnostic import normal_ad
 from statsmodels.stats.multitest import multipletests
 
 import tensorstats as ts
+from conftest import raise_if_dask_computes
 
 ALL_TESTS = ("shapiro", "anderson", "dagostino", "jarque_bera")
 EFFECTS = ("skew", "kurtosis", "ks_distance")
@@ -30,20 +30,6 @@ DEFAULT_KEPT = ("run", "step", "channel")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-class _RaisingScheduler:
-    """A dask scheduler that refuses to run anything."""
-
-    def __call__(self, dsk, keys, **kwargs):
-        raise RuntimeError("dask computed something while it should have stayed lazy")
-
-
-@contextmanager
-def raise_if_dask_computes():
-    """Fail on any dask compute inside the block (like ``xarray.tests``' helper)."""
-    with dask.config.set(scheduler=_RaisingScheduler()):
-        yield
 
 
 def _seed(*parts) -> int:
