@@ -139,3 +139,16 @@ def test_granger_matches_statsmodels():
     gap = x.copy()
     gap[0, 40] = np.nan
     assert np.isnan(correlation.granger(gap, y, 2)[0][0]).all()
+
+
+def test_correlate_aligns_shared_dims_by_label():
+    import xarray as xr
+
+    import tensorstats as ts
+
+    rng = np.random.default_rng(6)
+    x = xr.DataArray(rng.normal(size=(2, 30)), dims=("run", "step"),
+                     coords={"run": ["a", "b"], "step": np.arange(30)})
+    y = x.sel(run=["b", "a"]) * 2 + 1  # same series, runs in the other order
+    res = ts.correlate(x, y, method="pearson")
+    np.testing.assert_allclose(res["r"].sel(lag=0), 1.0)

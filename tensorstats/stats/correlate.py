@@ -14,7 +14,8 @@ from .multitest import fdr_over_groups
 
 ALIGNS = ("exact", "mean")
 
-_ALIGN_DOC = """Both are aligned by label on ``dim``. ``align="exact"`` keeps the labels
+_ALIGN_DOC = """Both are aligned by label on ``dim`` (and on any other dim they share, such
+    as ``run``; inner join). ``align="exact"`` keeps the labels
     present in both (an inner join). ``align="mean"`` first replaces ``y`` by its
     mean over each interval that ends at one of ``x``'s labels: the value at
     ``x``'s label t_k is the mean of ``y`` over (t_(k-1), t_k] -- e.g. the
@@ -40,7 +41,8 @@ def _align(x: xr.DataArray, y: xr.DataArray, dim: Hashable, align: str
         raise ValueError(f"align must be one of {ALIGNS}, got {align!r}")
     if align == "mean":
         y = _interval_mean(y, dim, x.indexes[dim].values)
-    x, y = xr.align(x, y, join="inner", exclude=[d for d in (*x.dims, *y.dims) if d != dim])
+    shared = set(x.dims) & set(y.dims)  # dim, and e.g. run: aligned by label
+    x, y = xr.align(x, y, join="inner", exclude=[d for d in (*x.dims, *y.dims) if d not in shared])
     if x.sizes[dim] == 0:
         raise ValueError(f"x and y share no label on {dim!r}; try align='mean'")
     if is_dask(x) or is_dask(y):
