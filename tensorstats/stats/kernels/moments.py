@@ -27,6 +27,7 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
@@ -49,6 +50,13 @@ RAW_SUMS_MAX_OFFSET = 10.0
 """Rows whose |mean| is within this many standard deviations of the shift use
 power sums about the shift directly; others are re-centred on their mean first.
 Rounding then costs at most ~1e4 ulp in the fourth central moment."""
+
+
+@lru_cache(maxsize=32)
+def _ones(n: int) -> np.ndarray:
+    out = np.ones(n)
+    out.setflags(write=False)
+    return out
 
 
 def row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -82,12 +90,14 @@ def central_sums(y64: np.ndarray, count: np.ndarray | None = None,
     mean, m2, m3, m4 : ndarray, shape (g,)
     """
     n = y64.shape[-1] if count is None else count
-    s1 = y64.sum(axis=-1) if s1 is None else s1
-    s2 = row_dot(y64, y64)
+    ones = _ones(y64.shape[-1])
+    s1 = y64 @ ones if s1 is None else s1  # BLAS: faster than .sum() here
     if order == 2:
+        s2 = row_dot(y64, y64)
         s3 = s4 = np.zeros_like(s2)
     else:
         y2 = np.multiply(y64, y64, out=scratch("central_sums.y2", y64.shape, np.float64))
+        s2 = y2 @ ones
         s3 = row_dot(y2, y64)
         s4 = row_dot(y2, y2)
     mean, m2, m3, m4 = _from_power_sums(n, s1, s2, s3, s4)
@@ -129,7 +139,7 @@ def _partial_block(x: np.ndarray) -> Partial:
     y64 = scratch("partial.y64", x.shape, np.float64)
     y64[...] = x  # (a casting np.copyto did not scale over threads here)
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: those rows are redone
-        s1 = y64.sum(axis=-1)
+        s1 = y64 @ _ones(n)
     count = np.full(g, n, np.int64)
     nan_count = np.zeros(g, np.int64)
     inf_count = np.zeros(g, np.int64)
