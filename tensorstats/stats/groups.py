@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from ..dims import DEFAULT_BY, POOLED
+from .kernels.subsample import label_keys
 
 By = Hashable | Sequence[Hashable] | None
 """Type of the ``by`` argument: one dim, several, or None for the default."""
@@ -87,3 +88,19 @@ def pool(da: xr.DataArray, kept: Sequence[Hashable], pooled: Sequence[Hashable])
     if not pooled:
         return da.expand_dims(POOLED, axis=-1)
     return da.stack({POOLED: list(pooled)}, create_index=False)
+
+
+def subsample_keys(da: xr.DataArray, kept: Sequence[Hashable], groups: xr.DataArray,
+                   seed: int, needed: bool) -> xr.DataArray:
+    """One subsampling key per group (uint64 over the kept dims), chunked like ``groups``.
+
+    Keys come from ``seed`` and each group's labels on the kept dims
+    (:func:`~tensorstats.stats.kernels.subsample.label_keys`), so a group is
+    subsampled the same way whatever the chunking; zeros when no group needs
+    subsampling (``needed`` false).
+    """
+    values = label_keys(seed, labels(da, kept)) if needed else np.zeros((), np.uint64)
+    keys = xr.DataArray(np.broadcast_to(values, tuple(groups.sizes[d] for d in kept)), dims=kept)
+    if is_dask(groups):
+        keys = keys.chunk(dict(zip(kept, groups.chunks[:len(kept)], strict=True)))
+    return keys

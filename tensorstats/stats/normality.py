@@ -8,9 +8,8 @@ import numpy as np
 import xarray as xr
 
 from ..dims import POOLED, TEST
-from .groups import BY_DOC, By, is_dask, kept_coords, labels, pool, resolve_by
+from .groups import BY_DOC, By, is_dask, kept_coords, pool, resolve_by, subsample_keys
 from .kernels.normality import check_tests, normality_kernel
-from .kernels.subsample import label_keys
 from .multitest import fdr_over_groups
 
 _OUTPUTS = (("statistic", np.float64, True), ("pvalue", np.float64, True),
@@ -96,16 +95,9 @@ def normality(da: xr.DataArray, *, by: By = None, tests: Sequence[str] = ("shapi
         raise ValueError(f"max_samples must be an int >= 3 or None, got {max_samples!r}")
     kept, pooled = resolve_by(da, by)
     groups = pool(da, kept, pooled)
-    width = groups.sizes[POOLED]
-    if max_samples is not None and width > max_samples:
-        key_values = label_keys(seed, labels(da, kept))
-    else:
-        key_values = np.zeros((), np.uint64)
-    keys = xr.DataArray(np.broadcast_to(key_values, tuple(groups.sizes[d] for d in kept)),
-                        dims=kept)
+    needed = max_samples is not None and groups.sizes[POOLED] > max_samples
+    keys = subsample_keys(da, kept, groups, seed, needed)
     lazy = is_dask(groups)
-    if lazy:
-        keys = keys.chunk(dict(zip(kept, groups.chunks[:len(kept)], strict=False)))
     results = xr.apply_ufunc(
         _apply, groups, keys,
         input_core_dims=[[POOLED], []],

@@ -8,9 +8,8 @@ import numpy as np
 import xarray as xr
 
 from ..dims import POOLED, STEP
-from .groups import BY_DOC, By, is_dask, kept_coords, labels, pool, resolve_by
+from .groups import BY_DOC, By, is_dask, kept_coords, pool, resolve_by, subsample_keys
 from .kernels.shift import KS_METHODS, check_metrics, output_names, shift_kernel
-from .kernels.subsample import label_keys
 
 REFERENCE_POOLED = "__reference_pooled__"
 """Core dim of the reference sample (its size may differ from the sample's)."""
@@ -122,19 +121,13 @@ def shift(da: xr.DataArray, *, reference: object = "initial", by: By = None,
     groups = pool(da, kept, pooled)
     ref_groups = pool(ref, ref_kept, ref_pooled).rename({POOLED: REFERENCE_POOLED})
     width = max(groups.sizes[POOLED], ref_groups.sizes[REFERENCE_POOLED])
-    if max_samples is not None and width > max_samples:
-        key_values = label_keys(seed, labels(da, kept))
-    else:
-        key_values = np.zeros((), np.uint64)
-    keys = xr.DataArray(np.broadcast_to(key_values, tuple(groups.sizes[d] for d in kept)),
-                        dims=kept)
     lazy = is_dask(groups) or is_dask(ref_groups)
     if lazy:
         groups = groups.chunk()
         chunks = dict(zip(kept, groups.chunks[:len(kept)], strict=True))
-        keys = keys.chunk(chunks)
         ref_groups = ref_groups.chunk({**{d: chunks[d] for d in ref_kept},
                                        REFERENCE_POOLED: -1})
+    keys = subsample_keys(da, kept, groups, seed, max_samples is not None and width > max_samples)
     names = output_names(metrics)
     results = xr.apply_ufunc(
         _apply, groups, ref_groups, keys,
