@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from ..dims import LAG, STEP
-from .groups import is_dask
+from .groups import check_input, is_dask
 from .kernels import correlation as kernel
 from .multitest import fdr_over_groups
 
@@ -33,8 +33,7 @@ def _interval_mean(y: xr.DataArray, dim: Hashable, labels: np.ndarray) -> xr.Dat
 def _align(x: xr.DataArray, y: xr.DataArray, dim: Hashable, align: str
            ) -> tuple[xr.DataArray, xr.DataArray]:
     for name, a in (("x", x), ("y", y)):
-        if not isinstance(a, xr.DataArray):
-            raise TypeError(f"{name} must be an xarray.DataArray, got {type(a).__name__}")
+        check_input(a, name)
         if dim not in a.dims:
             raise ValueError(f"{name} has no dim {dim!r}; its dims are {list(a.dims)}")
     if align not in ALIGNS:

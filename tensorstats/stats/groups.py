@@ -29,6 +29,23 @@ def is_dask(da: xr.DataArray) -> bool:
     return hasattr(da.data, "dask") and hasattr(da.data, "chunks")
 
 
+def check_input(da: object, name: str = "da") -> xr.DataArray:
+    """``da`` if it is a DataArray of real numbers (bool, int or float), else TypeError.
+
+    Examples
+    --------
+    >>> check_input(np.zeros(3))
+    Traceback (most recent call last):
+    TypeError: da must be an xarray.DataArray, got ndarray
+    """
+    if not isinstance(da, xr.DataArray):
+        raise TypeError(f"{name} must be an xarray.DataArray, got {type(da).__name__}")
+    if da.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers (bool, int or float), got dtype "
+                        f"{da.dtype}" + (f" ({da.name!r})" if da.name is not None else ""))
+    return da
+
+
 def resolve_by(da: xr.DataArray, by: By) -> tuple[tuple[Hashable, ...], tuple[Hashable, ...]]:
     """Split ``da.dims`` into (kept, pooled), both in ``da``'s order.
 

@@ -6,7 +6,7 @@ import numpy as np
 import xarray as xr
 
 from ..dims import MOMENT
-from .groups import BY_DOC, By, is_dask, kept_coords, resolve_by
+from .groups import BY_DOC, By, check_input, is_dask, kept_coords, resolve_by
 from .kernels.moments import (
     COUNT_FIELDS,
     PARTIAL_FIELDS,
@@ -105,6 +105,7 @@ def moments(da: xr.DataArray, *, by: By = None) -> xr.Dataset:
     >>> float(ts.moments(da, by="step")["max"].sel(step=0))
     11.0
     """
+    check_input(da)
     if MOMENT in da.dims:
         return _from_stored(da, by)
     kept, pooled = resolve_by(da, by)

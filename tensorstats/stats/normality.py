@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from ..dims import POOLED, TEST
-from .groups import BY_DOC, By, is_dask, kept_coords, pool, resolve_by, subsample_keys
+from .groups import BY_DOC, By, check_input, is_dask, kept_coords, pool, resolve_by, subsample_keys
 from .kernels.normality import check_tests, normality_kernel
 from .multitest import fdr_over_groups
 
@@ -89,6 +89,7 @@ def normality(da: xr.DataArray, *, by: By = None, tests: Sequence[str] = ("shapi
     >>> (res["pvalue_fdr"].sel(test="shapiro") < 0.01).sum("channel").values
     array([0, 4])
     """
+    check_input(da)
     tests = check_tests(tests)
     if max_samples is not None and (not isinstance(max_samples, (int, np.integer))
                                     or max_samples < 3):

@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from ..dims import POOLED, STEP
-from .groups import BY_DOC, By, is_dask, kept_coords, pool, resolve_by, subsample_keys
+from .groups import BY_DOC, By, check_input, is_dask, kept_coords, pool, resolve_by, subsample_keys
 from .kernels.shift import KS_METHODS, check_metrics, output_names, shift_kernel
 
 REFERENCE_POOLED = "__reference_pooled__"
@@ -101,6 +101,7 @@ def shift(da: xr.DataArray, *, reference: object = "initial", by: By = None,
     >>> bool((d["ks_pvalue"].isel(step=2) < 0.01).all())
     True
     """
+    check_input(da)
     metrics = check_metrics(metrics)
     if ks_method not in KS_METHODS:
         raise ValueError(f"ks_method must be one of {KS_METHODS}, got {ks_method!r}")
@@ -109,11 +110,14 @@ def shift(da: xr.DataArray, *, reference: object = "initial", by: By = None,
         raise ValueError(f"max_samples must be a positive int or None, got {max_samples!r}")
     kept, pooled = resolve_by(da, by)
     if isinstance(reference, xr.DataArray):
-        ref = reference
+        ref = check_input(reference, "reference")
         shared = [d for d in kept if d in ref.dims]
         da, ref = xr.align(da, ref, join="inner",
                            exclude=[d for d in (*ref.dims, *da.dims) if d not in shared])
         ref_kept = tuple(d for d in ref.dims if d in shared)
+        empty = [d for d in shared if da.sizes[d] == 0]
+        if empty:
+            raise ValueError(f"the input and the reference share no label on {empty}")
     else:
         ref = _reference(da, reference, kept)
         ref_kept = tuple(d for d in kept if d in ref.dims)
