@@ -195,7 +195,8 @@ def test_newer_format_major_refused(store):
 
     with ts.Recorder(store):
         pass
-    root = json.load(open(os.path.join(store, "zarr.json")))
+    with open(os.path.join(store, "zarr.json")) as f:
+        root = json.load(f)
     root["attributes"]["tensorstats"]["format_version"] = "2.0"
     root.pop("consolidated_metadata")
     with open(os.path.join(store, "zarr.json"), "w") as f:

@@ -241,7 +241,8 @@ class LocalBackend(Backend):
             return True
         if not self.root.is_dir():
             return False
-        return next(os.scandir(self.root), None) is None
+        with os.scandir(self.root) as entries:
+            return next(entries, None) is None
 
     def remove_all(self) -> None:
         self.close()
