@@ -6,9 +6,9 @@ import os
 
 import numpy as np
 import pytest
-from conftest import tree_snapshot
 
 import tensorstats as ts
+from conftest import tree_snapshot
 
 
 @pytest.fixture

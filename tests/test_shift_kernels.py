@@ -152,3 +152,16 @@ def test_correlate_aligns_shared_dims_by_label():
     y = x.sel(run=["b", "a"]) * 2 + 1  # same series, runs in the other order
     res = ts.correlate(x, y, method="pearson")
     np.testing.assert_allclose(res["r"].sel(lag=0), 1.0)
+
+
+def test_ks_pvalue_follows_scipy_where_its_exact_sum_rounds_above_one():
+    # D = 1/7 with n = m = 7: the exact p is 1, scipy's sum gives 1 + 2e-16, so scipy
+    # falls back to the asymptotic value (found by Hypothesis); match scipy.
+    import warnings
+
+    x, r = np.zeros((1, 7)), np.r_[np.zeros(6), 1.0][None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ref = st.ks_2samp(x[0], r[0])
+    out = shift.shift_kernel(x, r, metrics=("ks",))
+    np.testing.assert_allclose(out["ks_pvalue"][0], ref.pvalue, rtol=1e-12)

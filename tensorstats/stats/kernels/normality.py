@@ -244,10 +244,11 @@ def normality_kernel(x: np.ndarray, *, tests: Sequence[str] = ("shapiro", "ander
             and width > shapiro.MAX_VALIDATED_N:
         warnings.warn(f"Shapiro-Wilk p-values for n > {shapiro.MAX_VALIDATED_N} use Royston's "
                       "approximation outside the range it was validated on", stacklevel=3)
-    used = width if max_samples is None else min(width, max_samples)
     keys = keys if keys is not None and keys.ndim else None
+    # Blocks are sized by the values read, not those kept: subsampling holds a
+    # draw per value, so wide groups go a few rows at a time.
     raw = map_row_blocks(lambda block, k: _block(block, k, tests, max_samples, effect_size),
-                         flat, keys, rows=rows_per_block(used), threads=threads)
+                         flat, keys, rows=rows_per_block(width), threads=threads)
     _recenter(raw, flat, keys, tests, max_samples, effect_size)
     out = _finish(raw, tests, effect_size)
     return {name: val.reshape(lead + val.shape[1:]) for name, val in out.items()}

@@ -159,6 +159,10 @@ def ks_pvalue(d: np.ndarray, n: int, m: int, method: str = "auto") -> np.ndarray
     p = np.full(uniq.shape, np.nan)
     if method == "exact" and n == m:
         p = ks_exact_equal_n(uniq, n)
+        # Where p is within rounding of 1, scipy's own sum may exceed 1, which makes
+        # scipy fall back to the asymptotic value; ask its routine there to agree.
+        edge = (p > 1.0 - 1e-9) & (uniq > 0)
+        p[edge] = [_ks_exact(int(v), n, m) for v in uniq[edge]]
     elif method == "exact":
         p = np.array([_ks_exact(int(v), n, m) for v in uniq])
     big, small = max(n, m), min(n, m)
@@ -335,10 +339,9 @@ def shift_kernel(x: np.ndarray, r: np.ndarray, *,
         keys = np.broadcast_to(np.asarray(keys, np.uint64), lead).reshape(-1)
     else:
         keys = None
-    used = widest if max_samples is None else min(widest, max_samples)
     out = map_row_blocks(
         lambda xb, rb, kb: _block(xb, rb, kb, metrics, max_samples),
-        flat_x, flat_r, keys, rows=rows_per_block(2 * used), threads=threads)
+        flat_x, flat_r, keys, rows=rows_per_block(x.shape[-1] + r.shape[-1]), threads=threads)
     if "ks" in metrics:  # once over all groups: p depends only on (statistic, n, m)
         valid = (out["n"] > 0) & (out["n_reference"] > 0)
         pairs = np.unique(np.stack([out["n"][valid], out["n_reference"][valid]], axis=1), axis=0)
