@@ -109,17 +109,17 @@ def normality(da: xr.DataArray, *, by: By = None, tests: Sequence[str] = ("shapi
         output_dtypes=[dtype for _, dtype, _ in _OUTPUTS],
         dask_gufunc_kwargs={"output_sizes": {TEST: len(tests)}},
     )
-    ds = xr.Dataset({name: res for (name, _, _), res in zip(_OUTPUTS, results, strict=False)})
+    out = {name: res for (name, _, _), res in zip(_OUTPUTS, results, strict=True)}
     for name in ("statistic", "pvalue"):
-        ds[name] = ds[name].transpose(TEST, *kept)
-    ds["pvalue_fdr"] = fdr_over_groups(ds["pvalue"], kept)
-    ds = ds[["statistic", "pvalue", "pvalue_fdr", "n", "nan_count", "inf_count", "skew",
-             "kurtosis", "ks_distance"]]
-    ds = ds.assign_coords({TEST: list(tests), **kept_coords(da, kept)})
-    ds.attrs.update({"max_samples": -1 if max_samples is None else int(max_samples),
-                     "seed": int(seed)})
-    if not effect_size:
-        ds = ds.drop_vars(["skew", "kurtosis", "ks_distance"])
+        out[name] = out[name].transpose(TEST, *kept)
+    out["pvalue_fdr"] = fdr_over_groups(out["pvalue"], kept)
+    names = ["statistic", "pvalue", "pvalue_fdr", "n", "nan_count", "inf_count"]
+    if effect_size:
+        names += ["skew", "kurtosis", "ks_distance"]
+    ds = xr.Dataset({name: out[name] for name in names},
+                    coords={TEST: list(tests), **kept_coords(da, kept)},
+                    attrs={"max_samples": -1 if max_samples is None else int(max_samples),
+                           "seed": int(seed)})
     return ds
 
 

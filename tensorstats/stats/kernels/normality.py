@@ -142,17 +142,21 @@ def _finish(raw: dict, tests: tuple[str, ...], effect_size: bool) -> dict:
         m2 = raw["s2"] - d * raw["s1"]
         shaped = (n >= shapiro.MIN_N) & ~raw["constant"] & (m2 > 0)
         m2 = np.where(shaped, m2, 1.0)
-        d2 = d * d
-        m3 = raw["s3"] - 3.0 * d * raw["s2"] + 2.0 * d2 * raw["s1"]
-        m4 = raw["s4"] - 4.0 * d * raw["s3"] + 6.0 * d2 * raw["s2"] - 3.0 * d2 * d2 * nf
-        g1 = np.where(shaped, np.sqrt(nf) * m3 / m2 ** 1.5, np.nan)
-        g2 = np.where(shaped, nf * m4 / (m2 * m2) - 3.0, np.nan)
+        g1 = g2 = np.full(g, np.nan)
+        if effect_size or "dagostino" in tests or "jarque_bera" in tests:
+            d2 = d * d
+            m3 = raw["s3"] - 3.0 * d * raw["s2"] + 2.0 * d2 * raw["s1"]
+            m4 = raw["s4"] - 4.0 * d * raw["s3"] + 6.0 * d2 * raw["s2"] - 3.0 * d2 * d2 * nf
+            g1 = np.where(shaped, np.sqrt(nf) * m3 / m2 ** 1.5, np.nan)
+            g2 = np.where(shaped, nf * m4 / (m2 * m2) - 3.0, np.nan)
     stat = np.full((g, len(tests)), np.nan)
     pval = np.full((g, len(tests)), np.nan)
+    sizes = n[shaped]
+    sizes = sizes[:1] if sizes.size and sizes.min() == sizes.max() else np.unique(sizes)
     for j, test in enumerate(tests):
         if test == "shapiro":
-            for size in np.unique(n[shaped]):
-                rows = np.flatnonzero(shaped & (n == size))
+            for size in sizes:
+                rows = np.flatnonzero(shaped & (n == size)) if len(sizes) > 1 else shaped
                 a = shapiro.coefficients(int(size))
                 w = np.minimum(raw["sax"][rows] ** 2 / ((a @ a) * m2[rows]), 1.0)
                 stat[rows, j], pval[rows, j] = shapiro.w_pvalue(w, int(size))
@@ -170,7 +174,7 @@ def _finish(raw: dict, tests: tuple[str, ...], effect_size: bool) -> dict:
            "inf_count": raw["inf_count"]}
     nan = np.full(g, np.nan)
     out["skew"] = g1 if effect_size else nan
-    out["kurtosis"] = g2 if effect_size else nan
+    out["kurtosis"] = g2 if effect_size else nan.copy()
     out["ks_distance"] = np.where(shaped, raw["ks"], np.nan) if effect_size else nan
     return out
 
