@@ -297,3 +297,23 @@ def test_map_row_blocks_threads_match_serial():
     threaded = blocks.map_row_blocks(lambda b: {"m": b.mean(axis=-1)}, x, rows=10, threads=2)
     np.testing.assert_array_equal(serial["m"], x.mean(axis=-1))
     np.testing.assert_array_equal(threaded["m"], serial["m"])
+
+
+@pytest.mark.parametrize("kind", ["normal", "uniform", "heavy", "bimodal", "ties", "cauchy"])
+@pytest.mark.parametrize("n", [3, 9, 256, 4000])
+def test_screened_ks_distance_is_exact(kind, n):
+    # Without "anderson" the KS distance screens with a table of Φ and evaluates Φ
+    # exactly only near the maximum; it must still equal scipy's KS statistic.
+    rng = np.random.default_rng(n)
+    if kind == "ties":
+        x = rng.integers(0, 4, size=(12, n)).astype(float)
+    elif kind == "cauchy":
+        x = rng.standard_cauchy(size=(12, n))  # standardized values far beyond the table
+    else:
+        x = _groups(rng, kind, 12, n)
+    out = normality_kernel(x, tests=("shapiro",))
+    for i, row in enumerate(x):
+        if np.ptp(row) == 0:
+            continue
+        z = (row - row.mean()) / row.std(ddof=1)
+        assert abs(out["ks_distance"][i] - st.kstest(z, "norm").statistic) < 1e-13
