@@ -608,6 +608,7 @@ def test_property_w1_of_translation(a, c):
     assert_allclose(two, [0.0, abs(c)], rtol=1e-9, atol=1e-9)
 
 
+@pytest.mark.filterwarnings("ignore:ks_2samp. Exact calculation unsuccessful:RuntimeWarning")
 @settings(max_examples=30, deadline=None)
 @given(a=_sample_strategy(), b=_sample_strategy(1, 25))
 def test_property_symmetric_and_unequal_sizes(a, b):
