@@ -15,10 +15,11 @@ REFERENCE_POOLED = "__reference_pooled__"
 """Core dim of the reference sample (its size may differ from the sample's)."""
 
 
-def _apply(x: np.ndarray, r: np.ndarray, keys: np.ndarray, *, metrics: tuple[str, ...],
-           max_samples: int | None, ks_method: str, threads: int | None) -> tuple:
+def _apply(x: np.ndarray, r: np.ndarray, keys: np.ndarray, reference_keys: np.ndarray, *,
+           metrics: tuple[str, ...], max_samples: int | None, ks_method: str,
+           threads: int | None) -> tuple:
     out = shift_kernel(x, r, metrics=metrics, max_samples=max_samples, keys=keys,
-                       ks_method=ks_method, threads=threads)
+                       reference_keys=reference_keys, ks_method=ks_method, threads=threads)
     return tuple(out[name] for name in output_names(metrics))
 
 
@@ -74,8 +75,11 @@ def shift(da: xr.DataArray, *, reference: object = "initial", by: By = None,
         m)))`` clipped to [2, 128]) and ``"hellinger"`` (on the same bins).
     max_samples : int or None
         Each side of a group with more finite values is subsampled without
-        replacement to this many, seeded from ``seed`` and the group's labels
-        (reproducible, independent of chunking). ``None`` never subsamples.
+        replacement to this many, seeded from ``seed`` and that side's labels
+        (reproducible, independent of chunking; a sample compared with itself
+        is subsampled alike, so its distance stays 0). A reference shared by
+        several groups (``"initial"``, a step label) is subsampled and sorted
+        once. ``None`` never subsamples.
     seed : int
         Seed of the subsampling.
     ks_method : {{"auto", "exact", "asymp"}}
@@ -131,11 +135,13 @@ def shift(da: xr.DataArray, *, reference: object = "initial", by: By = None,
         chunks = dict(zip(kept, groups.chunks[:len(kept)], strict=True))
         ref_groups = ref_groups.chunk({**{d: chunks[d] for d in ref_kept},
                                        REFERENCE_POOLED: -1})
-    keys = subsample_keys(da, kept, groups, seed, max_samples is not None and width > max_samples)
+    needed = max_samples is not None and width > max_samples
+    keys = subsample_keys(da, kept, groups, seed, needed)
+    ref_keys = subsample_keys(ref, ref_kept, ref_groups, seed, needed)
     names = output_names(metrics)
     results = xr.apply_ufunc(
-        _apply, groups, ref_groups, keys,
-        input_core_dims=[[POOLED], [REFERENCE_POOLED], []],
+        _apply, groups, ref_groups, keys, ref_keys,
+        input_core_dims=[[POOLED], [REFERENCE_POOLED], [], []],
         output_core_dims=[[] for _ in names],
         kwargs={"metrics": metrics, "max_samples": max_samples, "ks_method": ks_method,
                 "threads": 1 if lazy else None},

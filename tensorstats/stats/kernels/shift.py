@@ -49,9 +49,6 @@ KS_METHODS = ("auto", "exact", "asymp")
 MAX_EXACT_N = 10000
 """``ks_method="auto"`` is exact up to this many values per sample (as scipy)."""
 
-REFERENCE_SALT = np.uint64(0x5EED_0F_2EF)
-"""Mixed into a group's key for its reference sample, so the two subsamples differ."""
-
 
 def check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
     """Validate metric names; a single string is one metric."""
@@ -258,17 +255,24 @@ def _merged_metrics(xs: np.ndarray, rs: np.ndarray, metrics: tuple[str, ...]) ->
     return out
 
 
-def _block(x: np.ndarray, r: np.ndarray, keys: np.ndarray | None, metrics: tuple[str, ...],
-           max_samples: int | None) -> dict:
+def _sort_reference(r: np.ndarray, keys: np.ndarray | None, max_samples: int | None) -> dict:
+    """Each reference group's values, subsampled and sorted once (kept, not scratch)."""
+    rs, start, count, _, _ = sorted_groups(r, keys, max_samples, name="shift.r")
+    return {"sorted": rs.copy(), "start": start, "count": count}
+
+
+def _block(x: np.ndarray, ref_rows: np.ndarray, keys: np.ndarray | None, reference: dict,
+           metrics: tuple[str, ...], max_samples: int | None) -> dict:
+    """Metrics for a block of sample groups ``x`` against their (sorted) reference rows."""
     g = x.shape[0]
     out = {name: np.full(g, np.nan) for name in output_names(metrics)}
-    if x.shape[1] == 0 or r.shape[1] == 0:
+    if x.shape[1] == 0 or reference["sorted"].shape[1] == 0:
         out["n"] = np.zeros(g, np.int64)
         out["n_reference"] = np.zeros(g, np.int64)
         return out
-    rkeys = None if keys is None else keys ^ REFERENCE_SALT
     xs_all, x0, nx, _, _ = sorted_groups(x, keys, max_samples, name="shift.x")
-    rs_all, r0, nr, _, _ = sorted_groups(r, rkeys, max_samples, name="shift.r")
+    rs_all = reference["sorted"][ref_rows]
+    r0, nr = reference["start"][ref_rows], reference["count"][ref_rows]
     out["n"], out["n_reference"] = nx, nr
     full = (nx == xs_all.shape[1]) & (nr == rs_all.shape[1])
     if full.all():
@@ -297,8 +301,13 @@ def _block(x: np.ndarray, r: np.ndarray, keys: np.ndarray | None, metrics: tuple
 def shift_kernel(x: np.ndarray, r: np.ndarray, *,
                  metrics: Sequence[str] = ("wasserstein", "ks", "energy", "js"),
                  max_samples: int | None = None, keys: np.ndarray | None = None,
-                 ks_method: str = "auto", threads: int | None = 1) -> dict:
+                 reference_keys: np.ndarray | None = None, ks_method: str = "auto",
+                 threads: int | None = 1) -> dict:
     """Distances between the sample ``x`` and the reference ``r`` of every group.
+
+    A reference group that several sample groups share (``r`` broadcast along
+    some leading axes, as with ``reference="initial"``) is sorted once and
+    never copied per sample group.
 
     Parameters
     ----------
@@ -309,8 +318,10 @@ def shift_kernel(x: np.ndarray, r: np.ndarray, *,
         Any of :data:`METRICS`.
     max_samples : int or None
         Larger groups (each side) are subsampled to this many finite values.
-    keys : ndarray of uint64, optional
-        One subsampling key per group (required when subsampling).
+    keys, reference_keys : ndarray of uint64, optional
+        One subsampling key per sample group (leading shape of ``x``, or
+        broadcastable to the groups) and per reference group (leading shape
+        of ``r``); required when that side is subsampled.
     ks_method : {"auto", "exact", "asymp"}
         How ``ks_pvalue`` is computed (as :func:`scipy.stats.ks_2samp`).
     threads : int or None
@@ -327,21 +338,28 @@ def shift_kernel(x: np.ndarray, r: np.ndarray, *,
     x, r = np.asarray(x), np.asarray(r)
     lead = np.broadcast_shapes(x.shape[:-1], r.shape[:-1])
     x = np.broadcast_to(x, (*lead, x.shape[-1]))
-    r = np.broadcast_to(r, (*lead, r.shape[-1]))
     size = math.prod(lead)
     flat_x = x.reshape(size, x.shape[-1])
-    flat_r = r.reshape(size, r.shape[-1])
-    widest = max(x.shape[-1], r.shape[-1])
-    if max_samples is not None and widest > max_samples:
-        if keys is None:
-            raise ValueError(f"groups of {widest} values exceed max_samples={max_samples}: "
+    n_ref = math.prod(r.shape[:-1])
+    flat_r = r.reshape(n_ref, r.shape[-1])
+    ref_rows = np.broadcast_to(np.arange(n_ref).reshape(r.shape[:-1]), lead).reshape(-1)
+
+    def side_keys(k: np.ndarray | None, width: int, shape: tuple, side: str):
+        if max_samples is None or width <= max_samples:
+            return None
+        if k is None:
+            raise ValueError(f"{side} groups of {width} values exceed max_samples={max_samples}: "
                              "subsampling needs one key per group")
-        keys = np.broadcast_to(np.asarray(keys, np.uint64), lead).reshape(-1)
-    else:
-        keys = None
+        return np.broadcast_to(np.asarray(k, np.uint64), shape).reshape(-1)
+
+    keys = side_keys(keys, x.shape[-1], lead, "sample")
+    rkeys = side_keys(reference_keys, r.shape[-1], r.shape[:-1], "reference")
+    reference = map_row_blocks(lambda rb, kb: _sort_reference(rb, kb, max_samples), flat_r,
+                               rkeys, rows=rows_per_block(r.shape[-1]), threads=threads)
     out = map_row_blocks(
-        lambda xb, rb, kb: _block(xb, rb, kb, metrics, max_samples),
-        flat_x, flat_r, keys, rows=rows_per_block(x.shape[-1] + r.shape[-1]), threads=threads)
+        lambda xb, ib, kb: _block(xb, ib, kb, reference, metrics, max_samples),
+        flat_x, ref_rows, keys, rows=rows_per_block(x.shape[-1] + r.shape[-1]),
+        threads=threads)
     if "ks" in metrics:  # once over all groups: p depends only on (statistic, n, m)
         valid = (out["n"] > 0) & (out["n_reference"] > 0)
         pairs = np.unique(np.stack([out["n"][valid], out["n_reference"][valid]], axis=1), axis=0)
