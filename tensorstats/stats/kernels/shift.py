@@ -266,13 +266,19 @@ def _block(x: np.ndarray, ref_rows: np.ndarray, keys: np.ndarray | None, referen
     """Metrics for a block of sample groups ``x`` against their (sorted) reference rows."""
     g = x.shape[0]
     out = {name: np.full(g, np.nan) for name in output_names(metrics)}
-    if x.shape[1] == 0 or reference["sorted"].shape[1] == 0:
+    width_r = (reference["values"] if "values" in reference else reference["sorted"]).shape[1]
+    if x.shape[1] == 0 or width_r == 0:
         out["n"] = np.zeros(g, np.int64)
         out["n_reference"] = np.zeros(g, np.int64)
         return out
     xs_all, x0, nx, _, _ = sorted_groups(x, keys, max_samples, name="shift.x")
-    rs_all = reference["sorted"][ref_rows]
-    r0, nr = reference["start"][ref_rows], reference["count"][ref_rows]
+    if "values" in reference:  # one reference group per sample group: sort it here
+        rk = None if reference["keys"] is None else reference["keys"][ref_rows]
+        rs_all, r0, nr, _, _ = sorted_groups(reference["values"][ref_rows], rk, max_samples,
+                                             name="shift.r")
+    else:  # shared reference groups, sorted once
+        rs_all = reference["sorted"][ref_rows]
+        r0, nr = reference["start"][ref_rows], reference["count"][ref_rows]
     out["n"], out["n_reference"] = nx, nr
     full = (nx == xs_all.shape[1]) & (nr == rs_all.shape[1])
     if full.all():
@@ -354,8 +360,11 @@ def shift_kernel(x: np.ndarray, r: np.ndarray, *,
 
     keys = side_keys(keys, x.shape[-1], lead, "sample")
     rkeys = side_keys(reference_keys, r.shape[-1], r.shape[:-1], "reference")
-    reference = map_row_blocks(lambda rb, kb: _sort_reference(rb, kb, max_samples), flat_r,
-                               rkeys, rows=rows_per_block(r.shape[-1]), threads=threads)
+    if n_ref == size:  # nothing shared: each block sorts its own reference rows
+        reference = {"values": flat_r, "keys": rkeys}
+    else:
+        reference = map_row_blocks(lambda rb, kb: _sort_reference(rb, kb, max_samples), flat_r,
+                                   rkeys, rows=rows_per_block(r.shape[-1]), threads=threads)
     out = map_row_blocks(
         lambda xb, ib, kb: _block(xb, ib, kb, reference, metrics, max_samples),
         flat_x, ref_rows, keys, rows=rows_per_block(x.shape[-1] + r.shape[-1]),
