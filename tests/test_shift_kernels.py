@@ -165,3 +165,26 @@ def test_ks_pvalue_follows_scipy_where_its_exact_sum_rounds_above_one():
         ref = st.ks_2samp(x[0], r[0])
     out = shift.shift_kernel(x, r, metrics=("ks",))
     np.testing.assert_allclose(out["ks_pvalue"][0], ref.pvalue, rtol=1e-12)
+
+
+def test_a_shared_reference_is_not_copied_per_group():
+    # reference="initial" broadcasts step 0 over every step; the kernel must sort it
+    # once instead of materializing one copy per step (which would be as big as da).
+    import tracemalloc
+
+    import xarray as xr
+
+    import tensorstats as ts
+
+    x = np.random.default_rng(7).standard_normal((200, 4, 4096))  # 26 MB
+    da = xr.DataArray(x, dims=("step", "channel", "v"))
+    ts.shift(da.isel(step=slice(0, 3)), metrics=("wasserstein",))  # warm caches and pools
+    tracemalloc.start()
+    try:
+        res = ts.shift(da, metrics=("wasserstein",))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.25 * x.nbytes, f"peak {peak / 2**20:.1f} MiB for {x.nbytes / 2**20:.0f} MiB"
+    np.testing.assert_allclose(res["wasserstein"][5, 2],
+                               st.wasserstein_distance(x[5, 2], x[0, 2]), rtol=1e-12)
