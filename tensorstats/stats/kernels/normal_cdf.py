@@ -9,7 +9,7 @@ Examples
 --------
 >>> import numpy as np, scipy.stats
 >>> x = np.sort(np.random.default_rng(0).normal(size=(3, 40)), axis=-1)
->>> z = standardize(x)
+>>> z = (x - x.mean(-1, keepdims=True)) / x.std(-1, ddof=1, keepdims=True)
 >>> t = tail_cdf(z)
 >>> a2 = anderson_statistic(z, t)
 >>> ref = scipy.stats.anderson(x[1], method="interpolate").statistic
@@ -25,17 +25,6 @@ import numpy as np
 from scipy.special import ndtr
 
 from .scratch import scratch
-
-
-def standardize(y: np.ndarray) -> np.ndarray:
-    """``(y - mean) / std(ddof=1)`` along the last axis, in float64."""
-    n = y.shape[-1]
-    mean = y.sum(axis=-1, dtype=np.float64) / n
-    d = np.subtract(y, mean[..., None], dtype=np.float64)
-    ss = np.vecdot(d, d)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d *= (1.0 / np.sqrt(ss / (n - 1)))[..., None]
-    return d
 
 
 def tail_cdf(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

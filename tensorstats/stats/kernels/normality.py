@@ -37,7 +37,6 @@ from .sorting import sorted_groups
 TESTS = ("shapiro", "anderson", "dagostino", "jarque_bera")
 """Test names :func:`normality_kernel` accepts."""
 
-EFFECT_SIZES = ("skew", "kurtosis", "ks_distance")
 
 
 def check_tests(tests: Sequence[str] | str) -> tuple[str, ...]:
