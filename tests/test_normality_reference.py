@@ -9,14 +9,18 @@ way the tests cannot reproduce, so for them only properties are checked.
 from __future__ import annotations
 
 import warnings
-import zlib
 
+import _reference_data as _data
 import dask
 import dask.array
 import numpy as np
 import pytest
 import scipy.stats as st
 import xarray as xr
+from _reference_data import DEFAULT_KEPT
+from _reference_data import chunk as _chunk
+from _reference_data import groups as _groups
+from _reference_data import seed_of as _seed
 from numpy.testing import assert_allclose, assert_array_equal
 from statsmodels.stats.diagnostic import normal_ad
 from statsmodels.stats.multitest import multipletests
@@ -26,81 +30,15 @@ from conftest import raise_if_dask_computes
 
 ALL_TESTS = ("shapiro", "anderson", "dagostino", "jarque_bera")
 EFFECTS = ("skew", "kurtosis", "ks_distance")
-DEFAULT_KEPT = ("run", "step", "channel")
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _seed(*parts) -> int:
-    return zlib.crc32(repr(parts).encode())
-
-
-def _sample(dist: str, shape, rng) -> np.ndarray:
-    if dist == "normal":
-        return -0.5 + 3.0 * rng.standard_normal(shape)
-    if dist == "uniform":
-        return rng.uniform(-3.0, 5.0, shape)
-    if dist == "heavy":
-        return rng.standard_t(3, shape)
-    if dist == "bimodal":
-        left = rng.normal(-3.0, 1.0, shape)
-        right = rng.normal(2.0, 0.5, shape)
-        return np.where(rng.random(shape) < 0.4, left, right)
-    raise AssertionError(dist)
-
-
-def _inject_nonfinite(x: np.ndarray, rng) -> np.ndarray:
-    """Put a few NaN / +inf / -inf in groups (last axis = the pooled sample)."""
-    x = x.copy()
-    n = x.shape[-1]
-    flat = x.reshape(-1, n)
-    kmax = max(1, n // 5)
-    for g in range(flat.shape[0]):
-        k = int(rng.integers(1 if g == 0 else 0, kmax + 1))
-        pos = rng.choice(n, size=k, replace=False)
-        flat[g, pos] = rng.choice(np.array([np.nan, np.inf, -np.inf]), size=k)
-    flat[0, 0] = np.nan
-    if flat.shape[0] > 1:
-        flat[1, 0] = np.inf
-        flat[-1, -1] = -np.inf
-    return flat.reshape(x.shape)
-
-
 def make_da(dist, n, nonfinite, *, nstep=2, nchan=3, dtype=np.float64, seed=0):
-    rng = np.random.default_rng(_seed("normality", dist, n, nonfinite, nstep, nchan, seed))
-    x = _sample(dist, (nstep, nchan, n), rng)
-    if nonfinite:
-        x = _inject_nonfinite(x, rng)
-    return xr.DataArray(
-        x.astype(dtype),
-        dims=("step", "channel", "sample"),
-        coords={
-            "step": np.arange(nstep) * 10 + 3,
-            "channel": [f"ch{i}" for i in range(nchan)],
-        },
-        name="act",
-    )
-
-
-def _chunk(da: xr.DataArray, backend: str) -> xr.DataArray:
-    if backend == "numpy":
-        return da
-    n = da.sizes["sample"]
-    chunks = {"sample": max(1, n // 3)}
-    if backend == "dask-kept":
-        chunks.update({d: 1 for d in da.dims if d in DEFAULT_KEPT})
-    return da.chunk(chunks)
-
-
-def _groups(da: xr.DataArray, kept):
-    kept = tuple(kept)
-    pooled = [d for d in da.dims if d not in kept]
-    arr = np.asarray(da.transpose(*kept, *pooled).values)
-    kshape = arr.shape[: len(kept)]
-    arr = arr.reshape((*kshape, -1))
-    for idx in np.ndindex(*kshape):
-        yield idx, arr[idx]
+    return _data.make_da(dist, n, nonfinite, nstep=nstep, nchan=nchan, dtype=dtype, seed=seed,
+                         salt="normality", step0=3, step_spacing=10, channel_prefix="ch",
+                         name="act")
 
 
 def reference_one(values: np.ndarray, tests) -> dict:
