@@ -46,3 +46,24 @@ LOSS = DA.isel(channel=0, d=0)
 def test_bad_input_is_named(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_align_mean_needs_numeric_labels():
+    x = DA.assign_coords(step=["a", "b", "c"])
+    with pytest.raises(ValueError, match="numeric labels"):
+        ts.correlate(x, LOSS.assign_coords(step=["a", "b", "c"]), align="mean")
+
+
+def test_shift_of_an_input_without_steps_is_refused():
+    with pytest.raises(ValueError, match="no step"):
+        ts.shift(DA.isel(step=slice(0, 0)))
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_empty_inputs_give_empty_results(chunked):
+    empty = xr.DataArray(np.zeros((0, 3, 40)), dims=("step", "channel", "v"))
+    if chunked:
+        empty = empty.chunk()
+    for result in (ts.moments(empty), ts.normality(empty)):
+        result = result.compute()
+        assert result.sizes["step"] == 0 and result.sizes["channel"] == 3

@@ -24,6 +24,10 @@ _ALIGN_DOC = """Both are aligned by label on ``dim`` (and on any other dim they 
 
 
 def _interval_mean(y: xr.DataArray, dim: Hashable, labels: np.ndarray) -> xr.DataArray:
+    for name, values in (("x", labels), ("y", y.indexes[dim] if dim in y.indexes else None)):
+        if values is None or not np.issubdtype(np.asarray(values).dtype, np.number):
+            raise ValueError(f"align='mean' needs numeric labels on {dim!r} in {name}; "
+                             "use align='exact'")
     edges = np.concatenate([[-np.inf], np.asarray(labels, dtype=np.float64)])
     binned = y.groupby_bins(dim, bins=edges, right=True).mean()
     binned = binned.rename({f"{dim}_bins": dim}).assign_coords({dim: labels})

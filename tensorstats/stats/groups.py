@@ -6,6 +6,7 @@ does the one way an analysis turns a DataArray into groups on a core dim.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Hashable, Sequence
 
 import numpy as np
@@ -102,9 +103,10 @@ def pool(da: xr.DataArray, kept: Sequence[Hashable], pooled: Sequence[Hashable])
     da = da.transpose(*kept, *pooled)
     if is_dask(da) and any(len(da.chunksizes[d]) > 1 for d in pooled):
         da = da.chunk({**{d: -1 for d in pooled}, **{d: "auto" for d in kept}})
-    if not pooled:
-        return da.expand_dims(POOLED, axis=-1)
-    return da.stack({POOLED: list(pooled)}, create_index=False)
+    kept_shape = tuple(da.sizes[d] for d in kept)
+    size = math.prod(da.sizes[d] for d in pooled)  # (xarray's stack fails on empty arrays)
+    return xr.DataArray(da.data.reshape((*kept_shape, size)), dims=(*kept, POOLED),
+                        coords=kept_coords(da, kept), name=da.name, attrs=da.attrs)
 
 
 def subsample_keys(da: xr.DataArray, kept: Sequence[Hashable], groups: xr.DataArray,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import xarray as xr
 
@@ -39,7 +41,7 @@ def _flatten_pooled(x: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
     """Move ``axis`` to the end and flatten them into one (kept axes stay first)."""
     kept = [i for i in range(x.ndim) if i not in axis]
     x = np.transpose(x, kept + list(axis))
-    return x.reshape((*x.shape[:len(kept)], -1))
+    return x.reshape((*x.shape[:len(kept)], math.prod(x.shape[len(kept):])))
 
 
 def _chunk(x: np.ndarray, axis: tuple[int, ...], keepdims: bool = True, **_: object) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,7 +15,7 @@ from .kernels.fdr import bh_adjust
 def _fdr(p: np.ndarray, ngroup_axes: int) -> np.ndarray:
     """BH over the last ``ngroup_axes`` axes of ``p`` taken together."""
     lead = p.shape[:p.ndim - ngroup_axes]
-    return bh_adjust(p.reshape((*lead, -1))).reshape(p.shape)
+    return bh_adjust(p.reshape((*lead, math.prod(p.shape[len(lead):])))).reshape(p.shape)
 
 
 def fdr_over_groups(pvalue: xr.DataArray, group_dims: Sequence) -> xr.DataArray:
@@ -24,6 +25,8 @@ def fdr_over_groups(pvalue: xr.DataArray, group_dims: Sequence) -> xr.DataArray:
     not counted. Lazy when ``pvalue`` is.
     """
     group_dims = list(group_dims)
+    if pvalue.size == 0:
+        return pvalue.astype(np.float64)
     if is_dask(pvalue) and group_dims:
         pvalue = pvalue.chunk({d: -1 for d in group_dims})
     return xr.apply_ufunc(_fdr, pvalue, input_core_dims=[group_dims],

@@ -28,6 +28,8 @@ def _reference(da: xr.DataArray, reference: object, kept: tuple) -> xr.DataArray
     if STEP not in kept:
         raise ValueError(f"reference={reference!r} compares steps, so {STEP!r} must be a kept "
                          f"dim (in by); kept dims are {list(kept)}")
+    if da.sizes[STEP] == 0:
+        raise ValueError(f"reference={reference!r} compares steps, but the input has no step")
     if isinstance(reference, str) and reference == "initial":
         return da.isel({STEP: 0}, drop=True)
     if isinstance(reference, str) and reference == "previous":

@@ -12,6 +12,8 @@ array([0.03, 0.04,  nan, 0.04])
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -22,7 +24,7 @@ def bh_adjust(p: np.ndarray) -> np.ndarray:
     on the non-NaN entries of each row.
     """
     p = np.asarray(p, dtype=np.float64)
-    flat = p.reshape(-1, p.shape[-1]) if p.ndim else p.reshape(1, 1)
+    flat = p.reshape(math.prod(p.shape[:-1]), p.shape[-1]) if p.ndim else p.reshape(1, 1)
     out = np.full(flat.shape, np.nan)
     for row, res in zip(flat, out, strict=False):
         ok = ~np.isnan(row)
