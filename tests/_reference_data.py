@@ -90,3 +90,12 @@ def groups(da: xr.DataArray, kept):
     arr = arr.reshape((*kshape, -1))
     for idx in np.ndindex(*kshape):
         yield idx, arr[idx]
+
+
+def kept_in_input_order(da: xr.DataArray, by) -> tuple:
+    """The dims ``by`` keeps, in ``da``'s order (the contract's rule, written out)."""
+    if by is None:
+        return tuple(d for d in da.dims if d in DEFAULT_KEPT)
+    if isinstance(by, str):
+        by = (by,)
+    return tuple(d for d in da.dims if d in by)

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 import scipy.stats as st
 import xarray as xr
-from _reference_data import DEFAULT_KEPT
 from _reference_data import chunk as _chunk
 from _reference_data import groups as _groups
+from _reference_data import kept_in_input_order as _kept_in_input_order
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 from hypothesis.extra import numpy as hnp
@@ -74,14 +74,6 @@ def reference(da: xr.DataArray, kept) -> dict[str, np.ndarray]:
         for k, v in reference_one(values).items():
             out[k][idx] = v
     return out
-
-
-def _kept_in_input_order(da, by):
-    if by is None:
-        return tuple(d for d in da.dims if d in DEFAULT_KEPT)
-    if isinstance(by, str):
-        by = (by,)
-    return tuple(d for d in da.dims if d in by)
 
 
 def check_against_reference(res: xr.Dataset, da: xr.DataArray, kept, *, scale=1.0):

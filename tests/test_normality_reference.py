@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import scipy.stats as st
 import xarray as xr
-from _reference_data import DEFAULT_KEPT
 from _reference_data import chunk as _chunk
 from _reference_data import groups as _groups
+from _reference_data import kept_in_input_order as _kept_in_input_order
 from _reference_data import seed_of as _seed
 from numpy.testing import assert_allclose, assert_array_equal
 from statsmodels.stats.diagnostic import normal_ad
@@ -140,14 +140,6 @@ def reference(da: xr.DataArray, kept, tests) -> dict:
     out["pvalue"] = np.stack([out[("pvalue", t)] for t in tests])
     out["pvalue_fdr"] = np.stack([_fdr(out[("pvalue", t)]) for t in tests])
     return out
-
-
-def _kept_in_input_order(da, by):
-    if by is None:
-        return tuple(d for d in da.dims if d in DEFAULT_KEPT)
-    if isinstance(by, str):
-        by = (by,)
-    return tuple(d for d in da.dims if d in by)
 
 
 def check_structure(res: xr.Dataset, kept, tests):

@@ -30,6 +30,7 @@ import numpy as np
 
 from . import moment_tests, normal_cdf, shapiro
 from .blocks import map_row_blocks, rows_per_block
+from .choices import check_choices
 from .moments import RAW_SUMS_MAX_OFFSET, row_dot
 from .scratch import scratch
 from .sorting import sorted_groups
@@ -41,17 +42,7 @@ TESTS = ("shapiro", "anderson", "dagostino", "jarque_bera")
 
 def check_tests(tests: Sequence[str] | str) -> tuple[str, ...]:
     """Validate test names; a single string is one test."""
-    if isinstance(tests, str):
-        tests = (tests,)
-    tests = tuple(tests)
-    if not tests:
-        raise ValueError("tests is empty; choose from " + ", ".join(TESTS))
-    for t in tests:
-        if t not in TESTS:
-            raise ValueError(f"unknown normality test {t!r}; choose from {', '.join(TESTS)}")
-    if len(set(tests)) != len(tests):
-        raise ValueError(f"tests lists a test twice: {tests}")
-    return tests
+    return check_choices(tests, TESTS, argument="tests", kind="normality test")
 
 
 @lru_cache(maxsize=64)

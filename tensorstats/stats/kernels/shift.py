@@ -39,6 +39,7 @@ from scipy import stats
 from scipy.special import gammaln, rel_entr
 
 from .blocks import map_row_blocks, rows_per_block
+from .choices import check_choices
 from .scratch import scratch
 from .sorting import sorted_groups
 
@@ -52,15 +53,7 @@ MAX_EXACT_N = 10000
 
 def check_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
     """Validate metric names; a single string is one metric."""
-    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-    if not metrics:
-        raise ValueError("metrics is empty; choose from " + ", ".join(METRICS))
-    for m in metrics:
-        if m not in METRICS:
-            raise ValueError(f"unknown shift metric {m!r}; choose from {', '.join(METRICS)}")
-    if len(set(metrics)) != len(metrics):
-        raise ValueError(f"metrics lists a metric twice: {metrics}")
-    return metrics
+    return check_choices(metrics, METRICS, argument="metrics", kind="shift metric")
 
 
 def output_names(metrics: Sequence[str]) -> tuple[str, ...]:
