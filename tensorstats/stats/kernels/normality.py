@@ -149,8 +149,7 @@ def _finish(raw: dict, tests: tuple[str, ...], effect_size: bool) -> dict:
         if test == "shapiro":
             for size in sizes:
                 rows = np.flatnonzero(shaped & (n == size)) if len(sizes) > 1 else shaped
-                a = shapiro.coefficients(int(size))
-                w = np.minimum(raw["sax"][rows] ** 2 / ((a @ a) * m2[rows]), 1.0)
+                w = shapiro.w_statistic(raw["sax"][rows], m2[rows], int(size))
                 stat[rows, j], pval[rows, j] = shapiro.w_pvalue(w, int(size))
         elif test == "anderson":
             stat[:, j] = raw["a2"]

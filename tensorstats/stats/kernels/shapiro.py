@@ -102,6 +102,12 @@ def coefficients(n: int) -> np.ndarray:
     return full
 
 
+def w_statistic(sax: np.ndarray, ssx: np.ndarray, n: int) -> np.ndarray:
+    """W from ``a @ x`` and the sum of squared deviations of sorted samples of size ``n``."""
+    a = coefficients(n)
+    return np.minimum(sax * sax / ((a @ a) * ssx), 1.0)
+
+
 def w_pvalue(w: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Royston's p-value of W for samples of size ``n``; returns ``(w, p)``.
 
@@ -149,8 +155,7 @@ def shapiro_sorted(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     c = np.subtract(y, y[..., n // 2, None], dtype=np.float64)
     s1 = c.sum(axis=-1)
     ssx = np.vecdot(c, c) - s1 * s1 / n
-    sax = c @ a
     with np.errstate(divide="ignore", invalid="ignore"):
-        w = sax * sax / ((a @ a) * ssx)
-    w = np.where((y[..., -1] > y[..., 0]) & (ssx > 0), np.minimum(w, 1.0), np.nan)
+        w = w_statistic(c @ a, ssx, n)
+    w = np.where((y[..., -1] > y[..., 0]) & (ssx > 0), w, np.nan)
     return w_pvalue(w, n)
