@@ -6,6 +6,7 @@ loops (one group at a time) for the vectorized paths.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -238,13 +239,31 @@ def test_merge_of_random_pieces_equals_whole():
         np.testing.assert_allclose(merged[k], whole[k], rtol=1e-11, err_msg=k)
 
 
-def test_rows_longer_than_a_block_are_split_and_merged(monkeypatch):
-    monkeypatch.setattr(moments, "BLOCK_VALUES", 1000)
+@pytest.mark.parametrize("offset", [-1.0, 1e6])  # 1e6: rows far from 0 are summed again
+def test_rows_longer_than_a_piece_are_summed_piece_by_piece(monkeypatch, offset):
+    monkeypatch.setattr(moments, "SUMS_BLOCK_VALUES", 1000)
     rng = np.random.default_rng(6)
-    x = rng.normal(size=(2, 4321)) * 2 - 1
+    x = rng.normal(size=(3, 4321)) * 2 + offset
+    x[1, 17] = np.nan  # a masked row among long ones
     out = moments.finish_moments(moments.partial_moments(x, threads=2))
-    np.testing.assert_allclose(out["var"], x.var(axis=-1), rtol=1e-12)
-    np.testing.assert_allclose(out["kurtosis"], st.kurtosis(x, axis=-1), rtol=1e-10)
+    ok = np.isfinite(x)
+    for r in range(3):
+        v = x[r, ok[r]]
+        np.testing.assert_allclose(out["mean"][r], v.mean(), rtol=1e-14)
+        np.testing.assert_allclose(out["var"][r], v.var(), rtol=1e-12)
+        np.testing.assert_allclose(out["skew"][r], st.skew(v), rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(out["kurtosis"][r], st.kurtosis(v), rtol=1e-9, atol=1e-9)
+
+
+def test_power_sums_match_a_loop():
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((7, 50), dtype=np.float32)
+    shift = rng.normal(size=7)
+    got = moments.power_sums(x, shift)
+    for r in range(7):
+        y = x[r].astype(np.float64) - shift[r]
+        for k in range(4):
+            assert got[k, r] == pytest.approx(math.fsum(y ** (k + 1)), rel=1e-13, abs=1e-12)
 
 
 def test_moments_of_integers_bools_and_float16():
