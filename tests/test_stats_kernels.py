@@ -255,15 +255,27 @@ def test_rows_longer_than_a_piece_are_summed_piece_by_piece(monkeypatch, offset)
         np.testing.assert_allclose(out["kurtosis"][r], st.kurtosis(v), rtol=1e-9, atol=1e-9)
 
 
-def test_power_sums_match_a_loop():
+@pytest.mark.parametrize("piece", [1 << 15, 16, 120])  # whole rows; pieces of a row; 2 rows
+def test_power_sums_match_a_loop(monkeypatch, piece):
+    monkeypatch.setattr(moments, "SUMS_BLOCK_VALUES", piece)
     rng = np.random.default_rng(8)
     x = rng.standard_normal((7, 50), dtype=np.float32)
     shift = rng.normal(size=7)
-    got = moments.power_sums(x, shift)
+    w = rng.normal(size=(50, 2))
+    got = moments.power_sums(x, shift, weights=w, extremes=True)
+    got2 = moments.power_sums(x, shift, order=2)
     for r in range(7):
         y = x[r].astype(np.float64) - shift[r]
         for k in range(4):
-            assert got[k, r] == pytest.approx(math.fsum(y ** (k + 1)), rel=1e-13, abs=1e-12)
+            ref = math.fsum(y ** (k + 1))
+            assert got[f"s{k + 1}"][r] == pytest.approx(ref, rel=1e-13, abs=1e-12)
+            if k < 2:
+                assert got2[f"s{k + 1}"][r] == pytest.approx(ref, rel=1e-13, abs=1e-12)
+        for j in range(2):
+            ref = math.fsum(y * w[:, j])
+            assert got["weighted"][r, j] == pytest.approx(ref, rel=1e-12, abs=1e-12)
+        assert got["min"][r] == x[r].min() and got["max"][r] == x[r].max()
+    assert "s3" not in got2 and "weighted" not in got2
 
 
 def test_moments_of_integers_bools_and_float16():
@@ -319,9 +331,11 @@ def test_map_row_blocks_threads_match_serial():
     np.testing.assert_array_equal(threaded["m"], serial["m"])
 
 
-@pytest.mark.parametrize("kind", ["normal", "uniform", "heavy", "bimodal", "ties", "cauchy"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("kind", ["normal", "uniform", "heavy", "bimodal", "ties", "cauchy",
+                                  "offset", "quantiles"])
 @pytest.mark.parametrize("n", [3, 9, 256, 4000])
-def test_screened_ks_distance_is_exact(kind, n):
+def test_screened_ks_distance_is_exact(kind, n, dtype):
     # Without "anderson" the KS distance screens with a table of Φ and evaluates Φ
     # exactly only near the maximum; it must still equal scipy's KS statistic.
     rng = np.random.default_rng(n)
@@ -329,11 +343,20 @@ def test_screened_ks_distance_is_exact(kind, n):
         x = rng.integers(0, 4, size=(12, n)).astype(float)
     elif kind == "cauchy":
         x = rng.standard_cauchy(size=(12, n))  # standardized values far beyond the table
+    elif kind == "offset":  # re-centred rows (float32: screened in float64 after that)
+        x = 1e4 + rng.normal(size=(12, n)) * np.logspace(-3, 3, 12)[:, None]
+    elif kind == "quantiles":  # every gap close to the largest: many candidates
+        x = np.tile(st.norm.ppf((np.arange(n) + 0.5) / n), (12, 1)) * (1 + np.arange(12))[:, None]
+        x[:, 0] -= 1e-3 * np.arange(12)
     else:
         x = _groups(rng, kind, 12, n)
+    x = x.astype(dtype)
     out = normality_kernel(x, tests=("shapiro",))
+    x = x.astype(np.float64)
     for i, row in enumerate(x):
         if np.ptp(row) == 0:
             continue
         z = (row - row.mean()) / row.std(ddof=1)
-        assert abs(out["ks_distance"][i] - st.kstest(z, "norm").statistic) < 1e-13
+        # both sides standardize in float64: rows far from 0 lose digits in either
+        tol = 1e-13 + 1e-15 * abs(row.mean()) / row.std()
+        assert abs(out["ks_distance"][i] - st.kstest(z, "norm").statistic) < tol

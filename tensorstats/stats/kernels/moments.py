@@ -59,24 +59,20 @@ def _ones(n: int) -> np.ndarray:
     return out
 
 
-def row_dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise dot products (``einsum`` scaled over two threads; ``vecdot`` did not)."""
-    return np.einsum("ij,ij->i", a, b)
-
-
 SUMS_BLOCK_VALUES = 1 << 15
 """Values per piece of :func:`power_sums`: two float64 temporaries of 256 KiB
 stay in a core's L2 cache, where each pass runs 2-3x faster than over 2 MiB
 pieces on the development VM."""
 
 
-def power_sums(x: np.ndarray, shift: np.ndarray | None = None, *,
-               extremes: bool = False) -> np.ndarray:
-    """Sums of the 1st-4th powers of ``x - shift`` along each row, in float64.
+def power_sums(x: np.ndarray, shift: np.ndarray | None = None, *, order: int = 4,
+               weights: np.ndarray | None = None, extremes: bool = False,
+               piece: int | None = None) -> dict[str, np.ndarray]:
+    """Sums of powers of ``x - shift`` along each row, in float64.
 
-    The rows are cast to float64 in L2-sized pieces (:data:`SUMS_BLOCK_VALUES`),
-    squared once, and reduced with BLAS matrix-vector products and dot
-    products; long rows are cut into pieces whose sums add up. The square of a
+    The rows are cast to float64 in L2-sized pieces (:data:`SUMS_BLOCK_VALUES`)
+    and reduced with BLAS matrix-vector and dot products while the piece is in
+    cache; long rows are cut into pieces whose sums add up. The square of a
     float32 value is exact in float64. Non-finite values propagate.
 
     Parameters
@@ -85,59 +81,73 @@ def power_sums(x: np.ndarray, shift: np.ndarray | None = None, *,
         Any real dtype.
     shift : ndarray, shape (g,), optional
         Subtracted from each row first (in float64).
+    order : {2, 4}
+        Highest power.
+    weights : ndarray, shape (n, k), optional
+        Also give the weighted sums ``y @ weights`` (Shapiro-Wilk's ``a @ y``).
     extremes : bool
-        Also return each row's min and max of ``x`` (taken from the pieces
-        while they are in cache).
+        Also give each row's min and max of ``x``.
+    piece : int, optional
+        Values per piece (default :data:`SUMS_BLOCK_VALUES`).
 
     Returns
     -------
-    ndarray, shape (4, g), or (6, g) with ``extremes``
-        Rows Σy, Σy², Σy³, Σy⁴ with ``y = x - shift`` [, min, max].
+    dict of ndarray
+        ``s1`` ... ``s<order>`` (g,) with ``y = x - shift``; ``weighted`` (g, k)
+        with ``weights``; ``min`` and ``max`` with ``extremes``.
 
     Examples
     --------
-    >>> power_sums(np.array([[1.0, 2.0], [0.5, -1.0]])).tolist()
+    >>> s = power_sums(np.array([[1.0, 2.0], [0.5, -1.0]]))
+    >>> [s[k].tolist() for k in ("s1", "s2", "s3", "s4")]
     [[3.0, -0.5], [5.0, 1.25], [9.0, -0.875], [17.0, 1.0625]]
     """
+    if order not in (2, 4):
+        raise ValueError(f"order must be 2 or 4, got {order}")
     g, n = x.shape
-    sums = np.zeros((6 if extremes else 4, g))
-    if extremes:
-        sums[4], sums[5] = np.inf, -np.inf
-    if g == 0 or n == 0:
-        return sums
-    width = min(n, SUMS_BLOCK_VALUES)
-    rows = max(1, SUMS_BLOCK_VALUES // width)
+    k = 0 if weights is None else weights.shape[1]
+    # one (g, 1 + k) array for the matrix-vector products: column 0 is Σy
+    linear = np.zeros((g, 1 + k))
+    powers = np.zeros((order - 1, g))  # Σy², then Σy³, Σy⁴
+    lo, hi = np.full(g, np.inf), np.full(g, -np.inf)
+    piece = SUMS_BLOCK_VALUES if piece is None else piece
+    width = min(n, piece)
+    rows = max(1, piece // max(width, 1))
     y_buf = scratch("power_sums.y", (rows, width), np.float64)
-    y2_buf = scratch("power_sums.y2", (rows, width), np.float64)
-    ones = _ones(width)
-    whole = width == n
-    for r0 in range(0, g, rows):
-        r1 = min(r0 + rows, g)
-        s1, s2, s3, s4 = sums[:4, r0:r1]
-        for c0 in range(0, n, width):
-            c1 = min(c0 + width, n)
-            y, y2 = y_buf[:r1 - r0, :c1 - c0], y2_buf[:r1 - r0, :c1 - c0]
+    y2_buf = scratch("power_sums.y2", (rows, width), np.float64) if order == 4 else None
+    for c0 in range(0, n, width):
+        c1 = min(c0 + width, n)
+        matrix = _ones(c1 - c0)[:, None] if weights is None else np.column_stack(
+            [_ones(c1 - c0), weights[c0:c1]])
+        piece_out = np.empty((g, 1 + k)) if c0 else linear
+        piece_powers = np.empty_like(powers) if c0 else powers
+        for r0 in range(0, g, rows):
+            r1 = min(r0 + rows, g)
             piece = x[r0:r1, c0:c1]
+            y = y_buf[:r1 - r0, :c1 - c0]
             y[...] = piece
             if extremes:
-                lo, hi = sums[4, r0:r1], sums[5, r0:r1]
-                np.minimum(lo, piece.min(axis=-1), out=lo)
-                np.maximum(hi, piece.max(axis=-1), out=hi)
+                np.minimum(lo[r0:r1], piece.min(axis=-1), out=lo[r0:r1])
+                np.maximum(hi[r0:r1], piece.max(axis=-1), out=hi[r0:r1])
             if shift is not None:
                 y -= shift[r0:r1, None]
-            np.multiply(y, y, out=y2)
-            if whole:
-                np.matmul(y, ones, out=s1)
-                np.matmul(y2, ones, out=s2)
-                np.vecdot(y, y2, out=s3)
-                np.vecdot(y2, y2, out=s4)
+            np.matmul(y, matrix, out=piece_out[r0:r1])
+            if order == 2:
+                np.vecdot(y, y, out=piece_powers[0, r0:r1])
             else:
-                part = ones[:c1 - c0]
-                s1 += y @ part
-                s2 += y2 @ part
-                s3 += np.vecdot(y, y2)
-                s4 += np.vecdot(y2, y2)
-    return sums
+                y2 = np.multiply(y, y, out=y2_buf[:r1 - r0, :c1 - c0])
+                np.matmul(y2, _ones(c1 - c0), out=piece_powers[0, r0:r1])
+                np.vecdot(y, y2, out=piece_powers[1, r0:r1])
+                np.vecdot(y2, y2, out=piece_powers[2, r0:r1])
+        if c0:
+            linear += piece_out
+            powers += piece_powers
+    out = {"s1": linear[:, 0], **{f"s{p + 2}": powers[p] for p in range(order - 1)}}
+    if weights is not None:
+        out["weighted"] = linear[:, 1:]
+    if extremes:
+        out["min"], out["max"] = lo, hi
+    return out
 
 
 def _from_power_sums(n: int | np.ndarray, s1, s2, s3, s4) -> tuple[np.ndarray, ...]:
@@ -148,6 +158,11 @@ def _from_power_sums(n: int | np.ndarray, s1, s2, s3, s4) -> tuple[np.ndarray, .
     m3 = s3 - 3.0 * mean * s2 + 2.0 * mu2 * s1
     m4 = s4 - 4.0 * mean * s3 + 6.0 * mu2 * s2 - 3.0 * mu2 * mean * s1
     return mean, m2, m3, np.maximum(m4, 0.0)
+
+
+def _central(n: int | np.ndarray, sums: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Mean and central sums m2-m4 from the power sums of :func:`power_sums`."""
+    return _from_power_sums(n, sums["s1"], sums["s2"], sums["s3"], sums["s4"])
 
 
 def _partial_block(x: np.ndarray) -> Partial:
@@ -163,11 +178,12 @@ def _partial_block(x: np.ndarray) -> Partial:
     """
     g, n = x.shape
     with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: those rows are redone
-        sums, (lo, hi) = np.split(power_sums(x, extremes=True), [4])
+        sums = power_sums(x, extremes=True)
+    lo, hi = sums["min"], sums["max"]
     count = np.full(g, n, np.int64)
     nan_count = np.zeros(g, np.int64)
     inf_count = np.zeros(g, np.int64)
-    bad = ~np.isfinite(sums[0])
+    bad = ~np.isfinite(sums["s1"])
     clean = {}
     if bad.any():
         rows = np.flatnonzero(bad)
@@ -179,21 +195,22 @@ def _partial_block(x: np.ndarray) -> Partial:
         lo[rows] = np.where(ok, sub, np.inf).min(axis=-1)
         hi[rows] = np.where(ok, sub, -np.inf).max(axis=-1)
         sub[~ok] = 0.0
-        sums[:, rows] = power_sums(sub)
+        for name, value in power_sums(sub).items():
+            sums[name][rows] = value
         clean = {int(r): (sub[i], ok[i]) for i, r in enumerate(rows)}
-    mean, m2, m3, m4 = _from_power_sums(count, *sums)
+    mean, m2, m3, m4 = _central(count, sums)
     far = ~(mean * mean * count <= RAW_SUMS_MAX_OFFSET ** 2 * m2)
     if far.any():
         rows = np.flatnonzero(far)
         plain = [r for r in rows if r not in clean]
         if plain:
             d = power_sums(x[plain], mean[plain])
-            shift, m2[plain], m3[plain], m4[plain] = _from_power_sums(count[plain], *d)
+            shift, m2[plain], m3[plain], m4[plain] = _central(count[plain], d)
             mean[plain] += shift
         for r in (r for r in rows if r in clean):
             sub, ok = clean[r]
             d = np.where(ok, sub - mean[r], 0.0)[None]
-            shift, m2[r], m3[r], m4[r] = (v[0] for v in _from_power_sums(count[r], *power_sums(d)))
+            shift, m2[r], m3[r], m4[r] = (v[0] for v in _central(count[r], power_sums(d)))
             mean[r] += shift
     return {"count": count, "nan_count": nan_count, "inf_count": inf_count, "mean": mean,
             "m2": m2, "m3": m3, "m4": m4, "min": lo, "max": hi}

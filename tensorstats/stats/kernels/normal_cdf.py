@@ -107,19 +107,33 @@ GRID_HALF_WIDTH = 9.0
 SCREEN_ERROR = 0.3990 * GRID_STEP / 2 * 1.01 + 1e-12
 """Bound on |Φ(z) - table[nearest]|: the largest density φ(0) < 0.3990 times half a
 step, with a margin for the rounding of z."""
+FLOAT32_SCREEN_MAX_N = 1 << 16
+"""float32 rows of at most this many values are screened in float32 arithmetic."""
+FLOAT32_INDEX_SLACK = 0.06
+"""Bound, in grid steps, on the float32 rounding of a grid position. For rows
+that :func:`~tensorstats.stats.kernels.normality` does not re-centre
+(|mean| <= 10 sd), |y * scale| <= (10 + sqrt(n)) / step and the position's
+rounding is below 2**-24 * (48 + 3 sqrt(n)) / step: 0.05 steps at n = 2**16."""
+SCREEN_ERROR_FLOAT32 = 0.3990 * GRID_STEP * (0.5 + FLOAT32_INDEX_SLACK) * 1.01 + 1e-6
+""":data:`SCREEN_ERROR` for float32 screening: the position may be off by
+:data:`FLOAT32_INDEX_SLACK` more, and the table, the centres and the gaps
+carry float32 rounding (under 1e-6 together)."""
+SCREEN_PIECE_VALUES = 1 << 18
+"""Values screened per step. Smaller pieces run faster on one thread (cache)
+but hand the GIL over more often, which costs more on two (measured)."""
 
 
-@lru_cache(maxsize=1)
-def _cdf_table() -> np.ndarray:
+@lru_cache(maxsize=2)
+def _cdf_table(dtype: type = np.float64) -> np.ndarray:
     grid = np.arange(-GRID_HALF_WIDTH, GRID_HALF_WIDTH + GRID_STEP / 2, GRID_STEP)
-    table = ndtr(grid)
+    table = ndtr(grid).astype(dtype)
     table.setflags(write=False)
     return table
 
 
 @lru_cache(maxsize=64)
-def _half_steps(n: int) -> np.ndarray:
-    out = (np.arange(1, n + 1, dtype=np.float64) - 0.5) / n
+def _half_steps(n: int, dtype: type = np.float64) -> np.ndarray:
+    out = ((np.arange(1, n + 1, dtype=np.float64) - 0.5) / n).astype(dtype)
     out.setflags(write=False)
     return out
 
@@ -132,31 +146,45 @@ def ks_distance_pruned(y: np.ndarray, mean: np.ndarray, inv_sd: np.ndarray) -> n
     the true maximum lies among the values whose screened gap is within twice
     the bound of the screened maximum; only those get an exact Φ. Typically a
     few values per row, where :func:`ks_distance` evaluates Φ at all of them.
+    float32 rows are screened in float32 (half the memory traffic) with the
+    wider bound :data:`SCREEN_ERROR_FLOAT32`, in cache-sized pieces.
 
     Parameters
     ----------
     y : ndarray, shape (g, n)
-        Sorted rows (float64).
+        Sorted rows (float32 or float64). float32 rows must not be far from
+        0 relative to their spread (|mean| <= 10 sd); re-centre them first.
     mean, inv_sd : ndarray, shape (g,)
         Each row's mean and 1 / std (ddof=1).
     """
     g, n = y.shape
-    table = _cdf_table()
-    scale = inv_sd / GRID_STEP
-    shift = (mean * inv_sd - GRID_HALF_WIDTH) / GRID_STEP - 0.5
-    u = np.multiply(y, scale[:, None], out=scratch("ks.u", y.shape, np.float64))
-    u -= shift[:, None]  # (z + 9) / step + 0.5: its floor is the nearest grid index
-    idx = scratch("ks.idx", y.shape, np.intp)
-    idx[...] = u  # truncates; take(mode="clip") maps |z| > 9 to the table's ends
-    gap = np.take(table, idx, out=u, mode="clip")  # Φ at the nearest grid point
-    # |i/n - Φ(z_i) - 1/(2n)|: the KS distance is 1/(2n) plus the largest of these
-    np.subtract(_half_steps(n), gap, out=gap)
-    np.abs(gap, out=gap)
-    screened = gap.max(axis=-1)
-    mask = np.greater_equal(gap, (screened - 2 * SCREEN_ERROR)[:, None],
-                            out=scratch("ks.mask", y.shape, np.bool_))
-    rows, cols = np.divmod(np.flatnonzero(mask), n)
-    z = (y[rows, cols] - mean[rows]) * inv_sd[rows]
+    single = y.dtype == np.float32 and n <= FLOAT32_SCREEN_MAX_N
+    dtype = np.float32 if single else np.float64
+    bound = SCREEN_ERROR_FLOAT32 if single else SCREEN_ERROR
+    table, centers = _cdf_table(dtype), _half_steps(n, dtype)
+    scale = (inv_sd / GRID_STEP).astype(dtype)
+    # (z + 9) / step + 0.5: its floor is the nearest grid index
+    shift = ((mean * inv_sd - GRID_HALF_WIDTH) / GRID_STEP - 0.5).astype(dtype)
+    rows = max(1, SCREEN_PIECE_VALUES // max(n, 1))
+    gap_buf = scratch("ks.gap", (rows, n), dtype)
+    idx_buf = scratch("ks.idx", (rows, n), np.intp)
+    near_buf = scratch("ks.near", (rows, n), np.bool_)
+    found = []
+    for r0 in range(0, g, rows):
+        r1 = min(r0 + rows, g)
+        gap, idx, near = gap_buf[:r1 - r0], idx_buf[:r1 - r0], near_buf[:r1 - r0]
+        np.multiply(y[r0:r1], scale[r0:r1, None], out=gap)
+        gap -= shift[r0:r1, None]
+        idx[...] = gap  # truncates; take(mode="clip") maps |z| > 9 to the table's ends
+        np.take(table, idx, out=gap, mode="clip")  # Φ at the nearest grid point
+        # |i/n - Φ(z_i) - 1/(2n)|: the KS distance is 1/(2n) plus the largest of these
+        np.subtract(centers, gap, out=gap)
+        np.abs(gap, out=gap)
+        screened = gap.max(axis=-1)
+        np.greater_equal(gap, (screened - 2 * bound)[:, None], out=near)
+        found.append(np.flatnonzero(near) + r0 * n)
+    rows, cols = np.divmod(np.concatenate(found) if found else np.zeros(0, np.intp), n)
+    z = (y[rows, cols].astype(np.float64) - mean[rows]) * inv_sd[rows]
     t = ndtr(-np.abs(z))
     cdf = np.where(z < 0, t, 1.0 - t)
     out = np.zeros(g)
