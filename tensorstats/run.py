@@ -16,7 +16,7 @@ import xarray as xr
 
 from ._version import __version__
 from .dims import ELEMENT, MOMENT, POSITION, RUN, STEP
-from .store.backend import Backend, open_backend
+from .store.backend import Backend, LocalBackend, open_backend
 from .store.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -31,6 +31,7 @@ from .store.format import (
     TENSORS,
     major,
 )
+from .store.local_read import LocalChunkReader
 from .store.names import decode_name, encode_name
 
 DEFAULT_DASK_CHUNK_BYTES = 64 * 2**20
@@ -208,7 +209,11 @@ class Run:
         if zchunks[0] > 1:  # multi-step chunks (scalars): align to them
             per = zchunks[0] * max(1, per // zchunks[0])
         name = f"tensorstats-{self.store}-{array.path}-{series.length}"
-        data = dsa.from_array(array, chunks=(per, *zchunks[1:]), lock=False, asarray=True,
+        source = array
+        if isinstance(self._backend, LocalBackend):  # uncompressed local chunks: read directly
+            folder = os.path.join(self._backend.root, *array.path.split("/"))
+            source = LocalChunkReader.for_array(folder, array) or array
+        data = dsa.from_array(source, chunks=(per, *zchunks[1:]), lock=False, asarray=True,
                               name=name, meta=np.empty((0,) * array.ndim, dtype))
         return data[: series.length]
 
