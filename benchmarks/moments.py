@@ -19,7 +19,12 @@ threaded scheduler (2 cores here).
 
 Arms, interleaved over rounds (median per arm):
 
-* ``read``: every chunk read and discarded (``map_blocks`` to an empty array);
+* ``read``: every chunk read and discarded (``map_blocks`` to an empty array),
+  through ``ts.open_run`` -- which reads uncompressed local chunks straight
+  from their files;
+* ``read (zarr-python)``: the same, with the same dask chunks, through
+  ``dask.array.from_array`` of the zarr-python array (how a plain xarray/zarr
+  user reads it);
 * ``ts.moments``: ``ts.moments(da).compute()``;
 * ``naive xarray``: the composition above.
 
@@ -46,6 +51,7 @@ import dask
 import numpy as np
 import scipy.stats
 import xarray as xr
+import zarr
 
 import tensorstats as ts
 
@@ -89,11 +95,15 @@ def main() -> None:
         path = Path(tmp) / "run.zarr"
         write_store(path, steps)
         da = ts.open_run(path)["feature", "conv"]
+        zarr_array = zarr.open_group(str(path), mode="r")["tensors/feature/conv/tensor"]
+        via_zarr = da.copy(data=dask.array.from_array(zarr_array, chunks=da.data.chunks,
+                                                      lock=False, asarray=True))
         print(f"tensorstats {ts.__version__}, dask {dask.__version__}; "
               f"{da.nbytes / 2**20:.0f} MiB, dims {dict(da.sizes)}, "
               f"{da.data.npartitions} dask chunks; median of {rounds} interleaved rounds")
         arms = {
             "read": lambda: read_all(da),
+            "read (zarr-python)": lambda: read_all(via_zarr),
             "ts.moments": lambda: ts.moments(da).compute(),
             "naive xarray": lambda: naive(da),
         }
@@ -111,10 +121,13 @@ def main() -> None:
                     times[k].append(time.perf_counter() - t0)
         med = {k: statistics.median(v) for k, v in times.items()}
         for k, v in med.items():
-            print(f"  {k:14s} {v * 1e3:8.1f} ms")
+            print(f"  {k:18s} {v * 1e3:8.1f} ms")
         ratio = med["naive xarray"] / med["ts.moments"]
         print(f"  naive / ts.moments = {ratio:.2f}x (target >= 3x)")
         print(f"  ts.moments / read  = {med['ts.moments'] / med['read']:.2f}x (target <= 1.5x)")
+        print(f"  ts.moments / read (zarr-python) = "
+              f"{med['ts.moments'] / med['read (zarr-python)']:.2f}x")
+        print(f"  read (zarr-python) / read = {med['read (zarr-python)'] / med['read']:.2f}x")
 
 
 if __name__ == "__main__":
