@@ -124,7 +124,9 @@ def moments(da: xr.DataArray, *, by: By = None) -> xr.Dataset:
         fields = {name: res[name] for name in RESULT_FIELDS}
     else:
         flat = _flatten_pooled(np.asarray(data), axis)
-        fields = finish_moments(partial_moments(flat, threads=None))  # in memory: every core
+        # one thread: on two cores, two threads handing the GIL over at every
+        # NumPy call of these cache-sized pieces ran slower than one (measured)
+        fields = finish_moments(partial_moments(flat, threads=1))
     ds = xr.Dataset({name: (kept, fields[name]) for name in RESULT_FIELDS},
                     coords=kept_coords(da, kept))
     ds["var"].attrs["ddof"] = 0
