@@ -276,6 +276,9 @@ def test_power_sums_match_a_loop(monkeypatch, piece):
             assert got["weighted"][r, j] == pytest.approx(ref, rel=1e-12, abs=1e-12)
         assert got["min"][r] == x[r].min() and got["max"][r] == x[r].max()
     assert "s3" not in got2 and "weighted" not in got2
+    empty = moments.power_sums(np.zeros((3, 0)), extremes=True)  # no values: sums 0
+    assert empty["s4"].tolist() == [0.0] * 3 and np.isposinf(empty["min"]).all()
+    assert moments.power_sums(np.zeros((0, 5)), order=2)["s2"].shape == (0,)
 
 
 def test_moments_of_integers_bools_and_float16():

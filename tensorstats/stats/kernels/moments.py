@@ -70,8 +70,8 @@ def power_sums(x: np.ndarray, shift: np.ndarray | None = None, *, order: int = 4
                piece: int | None = None) -> dict[str, np.ndarray]:
     """Sums of powers of ``x - shift`` along each row, in float64.
 
-    The rows are cast to float64 in L2-sized pieces (:data:`SUMS_BLOCK_VALUES`)
-    and reduced with BLAS matrix-vector and dot products while the piece is in
+    The rows are cast to float64 in L2-sized pieces (:data:`SUMS_BLOCK_VALUES`
+    values by default) and reduced with BLAS matrix-vector and dot products while the piece is in
     cache; long rows are cut into pieces whose sums add up. The square of a
     float32 value is exact in float64. Non-finite values propagate.
 
@@ -111,8 +111,8 @@ def power_sums(x: np.ndarray, shift: np.ndarray | None = None, *, order: int = 4
     powers = np.zeros((order - 1, g))  # Σy², then Σy³, Σy⁴
     lo, hi = np.full(g, np.inf), np.full(g, -np.inf)
     piece = SUMS_BLOCK_VALUES if piece is None else piece
-    width = min(n, piece)
-    rows = max(1, piece // max(width, 1))
+    width = max(1, min(n, piece))
+    rows = max(1, piece // width)
     y_buf = scratch("power_sums.y", (rows, width), np.float64)
     y2_buf = scratch("power_sums.y2", (rows, width), np.float64) if order == 4 else None
     for c0 in range(0, n, width):
@@ -123,12 +123,12 @@ def power_sums(x: np.ndarray, shift: np.ndarray | None = None, *, order: int = 4
         piece_powers = np.empty_like(powers) if c0 else powers
         for r0 in range(0, g, rows):
             r1 = min(r0 + rows, g)
-            piece = x[r0:r1, c0:c1]
+            block = x[r0:r1, c0:c1]
             y = y_buf[:r1 - r0, :c1 - c0]
-            y[...] = piece
+            y[...] = block
             if extremes:
-                np.minimum(lo[r0:r1], piece.min(axis=-1), out=lo[r0:r1])
-                np.maximum(hi[r0:r1], piece.max(axis=-1), out=hi[r0:r1])
+                np.minimum(lo[r0:r1], block.min(axis=-1), out=lo[r0:r1])
+                np.maximum(hi[r0:r1], block.max(axis=-1), out=hi[r0:r1])
             if shift is not None:
                 y -= shift[r0:r1, None]
             np.matmul(y, matrix, out=piece_out[r0:r1])

@@ -76,14 +76,13 @@ def _sums(y: np.ndarray, center: np.ndarray | None, tests: tuple[str, ...], orde
     mean = out["s1"] / n
     ss = np.maximum(out["s2"] - mean * out["s1"], 0.0)
     inv_sd = 1.0 / np.sqrt(np.where(ss > 0, ss, 1.0) / (n - 1))
-    if center is None:
-        y64 = y
-    else:
-        y64 = np.subtract(y, center[:, None], out=scratch("y64", y.shape, np.float64))
+    # the values the sums were taken of: y itself (float32 stays float32), or y - center
+    values = y if center is None else np.subtract(
+        y, center[:, None], out=scratch("centered", y.shape, np.float64))
     if "anderson" not in tests:  # the KS distance alone needs Φ only near its maximum
-        out["ks"] = normal_cdf.ks_distance_pruned(y64, mean, inv_sd)
+        out["ks"] = normal_cdf.ks_distance_pruned(values, mean, inv_sd)
         return out
-    z = np.multiply(y64, inv_sd[:, None], out=scratch("z", y.shape, np.float64))
+    z = np.multiply(values, inv_sd[:, None], out=scratch("z", y.shape, np.float64))
     z -= (mean * inv_sd)[:, None]
     t = normal_cdf.tail_cdf(z, out=scratch("t", y.shape, np.float64))
     out["a2"] = normal_cdf.anderson_statistic(z, t)
