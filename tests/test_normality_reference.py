@@ -522,12 +522,6 @@ def test_dask_input_stays_lazy_until_compute():
     check_against_reference(res.compute(), da0, ("step", "channel"), ALL_TESTS)
 
 
-def test_raise_if_dask_computes_actually_raises():
-    da = xr.DataArray(np.arange(6.0)).chunk(2)
-    with raise_if_dask_computes(), pytest.raises(RuntimeError, match="lazy"):
-        da.sum().compute()
-
-
 def test_numpy_input_gives_numpy_result():
     res = ts.normality(make_da("normal", 20, False))
     for k in res.data_vars:
