@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import zlib
 
+import dask.array
 import numpy as np
+import pytest
 import xarray as xr
 
 DEFAULT_KEPT = ("run", "step", "channel")
@@ -99,3 +101,25 @@ def kept_in_input_order(da: xr.DataArray, by) -> tuple:
     if isinstance(by, str):
         by = (by,)
     return tuple(d for d in da.dims if d in by)
+
+
+def is_dask(x) -> bool:
+    """Whether a DataArray (or Variable) is backed by a dask array."""
+    return isinstance(x.data, dask.array.Array)
+
+
+def reference_grid(test):
+    """The issue's grid: every distribution, n and NaN mix, on numpy and chunked dask
+    input, with warnings turned into errors (degenerate groups must stay quiet)."""
+    marks = [
+        pytest.mark.filterwarnings("error::RuntimeWarning"),
+        pytest.mark.filterwarnings("error::FutureWarning"),
+        pytest.mark.filterwarnings("error::UserWarning"),
+        pytest.mark.parametrize("backend", ["numpy", "dask-pooled", "dask-kept"]),
+        pytest.mark.parametrize("nonfinite", [False, True], ids=["finite", "nonfinite"]),
+        pytest.mark.parametrize("n", [3, 20, 500, 5000]),
+        pytest.mark.parametrize("dist", ["normal", "uniform", "heavy", "bimodal"]),
+    ]
+    for mark in reversed(marks):  # applied innermost first, as decorators would be
+        test = mark(test)
+    return test

@@ -10,14 +10,13 @@ from __future__ import annotations
 import warnings
 
 import _reference_data as _data
-import dask
-import dask.array
 import numpy as np
 import pytest
 import scipy.stats as st
 import xarray as xr
 from _reference_data import chunk as _chunk
 from _reference_data import groups as _groups
+from _reference_data import is_dask, reference_grid
 from _reference_data import kept_in_input_order as _kept_in_input_order
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
@@ -98,27 +97,17 @@ def check_against_reference(res: xr.Dataset, da: xr.DataArray, kept, *, scale=1.
     assert_allclose(got["kurtosis"], exp["kurtosis"], rtol=1e-9, atol=1e-10, err_msg="kurtosis")
 
 
-def _is_dask(x) -> bool:
-    return isinstance(x.data, dask.array.Array)
-
-
 # --------------------------------------------------------------------------- main grid
 
 
-@pytest.mark.filterwarnings("error::RuntimeWarning")
-@pytest.mark.filterwarnings("error::FutureWarning")
-@pytest.mark.filterwarnings("error::UserWarning")
-@pytest.mark.parametrize("backend", ["numpy", "dask-pooled", "dask-kept"])
-@pytest.mark.parametrize("nonfinite", [False, True], ids=["finite", "nonfinite"])
-@pytest.mark.parametrize("n", [3, 20, 500, 5000])
-@pytest.mark.parametrize("dist", ["normal", "uniform", "heavy", "bimodal"])
+@reference_grid
 def test_moments_match_scipy(dist, n, nonfinite, backend):
     da0 = make_da(dist, n, nonfinite)
     da = _chunk(da0, backend)
     res = ts.moments(da)
     assert isinstance(res, xr.Dataset)
     for k in ALL_VARS:
-        assert _is_dask(res[k]) == (backend != "numpy"), k
+        assert is_dask(res[k]) == (backend != "numpy"), k
     res = res.compute()
     check_against_reference(res, da0, ("step", "channel"))
     assert_array_equal(res["step"].values, da0["step"].values)
@@ -333,7 +322,7 @@ def test_dask_input_stays_lazy_until_compute():
     with raise_if_dask_computes():
         res = ts.moments(da)
         for k in ALL_VARS:
-            assert _is_dask(res[k]), k
+            assert is_dask(res[k]), k
             assert res[k].dims == ("step", "channel")
         _ = res["mean"].dtype, res["count"].shape, res.coords["channel"].values
     check_against_reference(res.compute(), da0, ("step", "channel"))
@@ -407,7 +396,7 @@ def test_hyp_chunked_equals_unchunked(data):
     da0 = xr.DataArray(x, dims=("channel", "sample"))
     plain = ts.moments(da0)
     chunked = ts.moments(da0.chunk({"channel": chunks[0], "sample": chunks[1]}))
-    assert all(_is_dask(chunked[k]) for k in ALL_VARS)
+    assert all(is_dask(chunked[k]) for k in ALL_VARS)
     chunked = chunked.compute(scheduler="synchronous")
     for k in INT_VARS:
         assert_array_equal(chunked[k].values, plain[k].values, err_msg=k)

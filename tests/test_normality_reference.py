@@ -11,14 +11,13 @@ from __future__ import annotations
 import warnings
 
 import _reference_data as _data
-import dask
-import dask.array
 import numpy as np
 import pytest
 import scipy.stats as st
 import xarray as xr
 from _reference_data import chunk as _chunk
 from _reference_data import groups as _groups
+from _reference_data import is_dask, reference_grid
 from _reference_data import kept_in_input_order as _kept_in_input_order
 from _reference_data import seed_of as _seed
 from numpy.testing import assert_allclose, assert_array_equal
@@ -193,10 +192,6 @@ def check_against_reference(res: xr.Dataset, da: xr.DataArray, kept, tests):
     return exp
 
 
-def _is_dask(x) -> bool:
-    return isinstance(x.data, dask.array.Array)
-
-
 def _shape(n):
     return {"nstep": 1, "nchan": 2} if n >= 5000 else {"nstep": 2, "nchan": 3}
 
@@ -204,18 +199,12 @@ def _shape(n):
 # --------------------------------------------------------------------------- main grid
 
 
-@pytest.mark.filterwarnings("error::RuntimeWarning")
-@pytest.mark.filterwarnings("error::FutureWarning")
-@pytest.mark.filterwarnings("error::UserWarning")
-@pytest.mark.parametrize("backend", ["numpy", "dask-pooled", "dask-kept"])
-@pytest.mark.parametrize("nonfinite", [False, True], ids=["finite", "nonfinite"])
-@pytest.mark.parametrize("n", [3, 20, 500, 5000])
-@pytest.mark.parametrize("dist", ["normal", "uniform", "heavy", "bimodal"])
+@reference_grid
 def test_normality_matches_scipy_statsmodels(dist, n, nonfinite, backend):
     da0 = make_da(dist, n, nonfinite, **_shape(n))
     res = ts.normality(_chunk(da0, backend), tests=ALL_TESTS)
     for k in res.data_vars:
-        assert _is_dask(res[k]) == (backend != "numpy"), k
+        assert is_dask(res[k]) == (backend != "numpy"), k
     res = res.compute()
     check_against_reference(res, da0, ("step", "channel"), ALL_TESTS)
     assert_array_equal(res["step"].values, da0["step"].values)
@@ -445,7 +434,7 @@ def test_subsampling_is_reproducible(big):
 def test_subsampling_is_chunk_independent(big, chunks):
     da0, res = big
     lazy = ts.normality(da0.chunk(chunks), tests=ALL_TESTS)
-    assert _is_dask(lazy["statistic"])
+    assert is_dask(lazy["statistic"])
     # Same subsample => same numbers up to summation order (a different subsample of
     # 5000 moves every statistic by far more than 1e-9).
     _assert_same(res, lazy.compute(), rtol=1e-9)
@@ -517,7 +506,7 @@ def test_dask_input_stays_lazy_until_compute():
     with raise_if_dask_computes():
         res = ts.normality(da, tests=ALL_TESTS)
         for k in res.data_vars:
-            assert _is_dask(res[k]), k
+            assert is_dask(res[k]), k
         check_structure(res, ("step", "channel"), ALL_TESTS)
     check_against_reference(res.compute(), da0, ("step", "channel"), ALL_TESTS)
 
