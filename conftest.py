@@ -2,8 +2,8 @@
 
 import importlib.util
 
-collect_ignore = [
-    f"tensorstats/{name}.py"
-    for name, package in (("torch", "torch"), ("jax", "jax"), ("demo", "torch"))
-    if importlib.util.find_spec(package) is None
-]
+_ADAPTERS = {"tensorstats/torch": "torch", "tensorstats/jax.py": "jax",
+             "tensorstats/demo.py": "torch"}
+
+collect_ignore = [path for path, package in _ADAPTERS.items()
+                  if importlib.util.find_spec(package) is None]

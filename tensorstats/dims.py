@@ -32,6 +32,15 @@ MOMENT: Final = "moment"
 POSITION: Final = "position"
 """Coordinate on ``element``: the flat position each sampled element came from."""
 
+SAMPLE: Final = "sample"
+"""Batch axis of recorded features, inputs and their gradients (and of emission/absorption)."""
+
+OUT_CHANNEL: Final = "out_channel"
+"""Output channel c₁ of a Conv/Linear layer in emission results (emitted from)."""
+
+IN_CHANNEL: Final = "in_channel"
+"""Input channel c₂ of a Conv/Linear layer in absorption results (absorbed by)."""
+
 POOLED: Final = "__pooled__"
 """Core dim into which an analysis pools every dim not in ``by`` (never in results)."""
 

@@ -265,6 +265,13 @@ class Run:
         return Run(self.store, storage_options=self._storage_options,
                    chunk_bytes=self._chunk_bytes, _probe=name)
 
+    def _main_run(self) -> Run:
+        """The run itself, for a probe (whose parameters are stored with the run)."""
+        if self.probe_name is None:
+            return self
+        return Run(self.store, storage_options=self._storage_options,
+                   chunk_bytes=self._chunk_bytes)
+
     def __getitem__(self, key: tuple[str, str]) -> xr.DataArray:
         """``run[kind, layer]``: the series as a lazy DataArray over ``step``."""
         if not (isinstance(key, tuple) and len(key) == 2):

@@ -34,7 +34,7 @@ _pool_key: tuple[int, int] | None = None
 _pool_lock = threading.Lock()
 
 
-def _map_threads(fn: Callable, items: Sequence, workers: int) -> list:
+def map_threads(fn: Callable, items: Sequence, workers: int) -> list:
     """``fn`` over ``items`` on a long-lived pool of ``workers`` threads.
 
     The pool outlives the call so that its threads keep their scratch buffers
@@ -71,7 +71,7 @@ def map_row_blocks(fn: Callable[..., dict], flat: np.ndarray, *extra: np.ndarray
 
     workers = (os.cpu_count() or 1) if threads is None else threads
     if workers > 1 and len(starts) > 1:
-        parts = _map_threads(run, starts, workers)
+        parts = map_threads(run, starts, workers)
     else:
         parts = [run(s) for s in starts]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

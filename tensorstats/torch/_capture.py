@@ -1,0 +1,228 @@
+"""One small handler per captured kind, behind one interface (as Cockpit keeps its quantities).
+
+The :class:`~tensorstats.torch.Watcher` owns the hooks and calls every
+handler that asked for a hook point:
+
+- ``pass_start()``: a training pass begins (its first forward call);
+- ``forward(site, index, inputs, out)``: a watched module ran;
+- ``output_grad(site, index, grad)``: the gradient of that module's output arrived;
+- ``param_grad(qname, p)``: a parameter's gradient was accumulated.
+
+``index`` numbers the passes of a probe pass block (0 for a training pass),
+so that the parts of several passes are concatenated in order. A handler
+keeps host copies of what it captured and writes them in ``record``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ..dims import SAMPLE
+from ..stats.geometry import layer_geometry
+from ._local_gradients import statistics
+from ._modules import Layout, Site
+
+if TYPE_CHECKING:
+    from ._watcher import Watcher
+
+
+class Capture:
+    """Base class: one captured quantity, recorded as the kinds in :attr:`kinds`."""
+
+    kinds: ClassVar[tuple[str, ...]] = ()
+    hooks: ClassVar[frozenset[str]] = frozenset()
+    """Which of ``pass_start``, ``forward``, ``output_grad``, ``param_grad`` it needs."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        self.w = watcher
+        self.captured: dict[str, dict[str, dict[int, Any]]] = {k: {} for k in self.kinds}
+        """kind -> series name -> pass index -> host tensor."""
+
+    def keep(self, kind: str, key: str, index: int, t: Any, channel_axis: int | None) -> None:
+        """A host copy of ``t`` for series ``key`` of ``kind``, from pass ``index``."""
+        slot = (self.w.scope or "", kind, key, index)
+        self.captured[kind].setdefault(key, {})[index] = self.w.copies.grab(t, channel_axis,
+                                                                            slot)
+
+    def pass_start(self) -> None:
+        """A training pass begins."""
+
+    def forward(self, site: Site, index: int, inputs: Any, out: Any) -> None:
+        """A watched module ran."""
+
+    def output_grad(self, site: Site, index: int, grad: Any) -> None:
+        """The gradient of a watched module's output arrived."""
+
+    def param_grad(self, qname: str, p: Any) -> None:
+        """A parameter's gradient was accumulated."""
+
+    def layout(self, kind: str, key: str) -> Layout:
+        """How series ``key`` of ``kind`` is laid out."""
+        raise NotImplementedError
+
+    def attrs(self, kind: str, key: str) -> dict[str, Any]:
+        """The attributes stored with series ``key`` of ``kind``."""
+        return self.w.sites[key].attrs
+
+    def joined(self, parts: dict[int, Any]) -> Any:
+        """The parts of several passes, concatenated along the sample axis in pass order."""
+        if len(parts) == 1:
+            return next(iter(parts.values()))
+        return self.w.torch.cat([parts[i] for i in sorted(parts)], dim=0)
+
+    def record(self, step: int, probe: str | None) -> None:
+        """Write what was captured as one step of each series."""
+        rec = self.w.recorder
+        for kind, series in self.captured.items():
+            for key, parts in series.items():
+                t = self.joined(parts)
+                layout = self.layout(kind, key)
+                rec.record(kind, key, t, step=step, channel_axis=layout.channel_axis,
+                           dims=layout.dims, probe=probe, max_elements=self.max_elements,
+                           copy=False, attrs=self.attrs(kind, key))
+
+    @property
+    def max_elements(self) -> int | None:
+        return self.w.max_elements
+
+    def clear(self) -> None:
+        for series in self.captured.values():
+            series.clear()
+
+    def __bool__(self) -> bool:
+        return any(self.captured.values())
+
+
+class ParameterCapture(Capture):
+    """Base of the per-parameter kinds: no sample axis, channel = output axis 0."""
+
+    def attrs(self, kind: str, key: str) -> dict[str, Any]:
+        return self.w.param_attrs[key]
+
+    def record(self, step: int, probe: str | None) -> None:
+        for kind, series in self.captured.items():
+            for qname, parts in series.items():
+                t = parts[0]
+                self.w.recorder.record(kind, qname, t, step=step, probe=probe,
+                                       channel_axis=0 if t.ndim else None,
+                                       max_elements=self.max_elements, copy=False,
+                                       attrs=self.attrs(kind, qname))
+
+
+class WeightCapture(ParameterCapture):
+    """``weight``: the parameter values the pass used, copied as the pass starts.
+
+    In a probe pass block they are copied once, as the block starts.
+    """
+
+    kinds = ("weight",)
+    hooks = frozenset({"pass_start"})
+
+    def pass_start(self) -> None:
+        for qname, (p, _) in self.w.params.items():
+            self.keep("weight", qname, 0, p, None)
+
+
+class GradCapture(ParameterCapture):
+    """``grad``: each parameter's gradient once backward has accumulated it."""
+
+    kinds = ("grad",)
+    hooks = frozenset({"param_grad"})
+
+    def param_grad(self, qname: str, p: Any) -> None:
+        if qname not in self.captured["grad"] and p.grad is not None:
+            self.keep("grad", qname, 0, p.grad, None)
+
+
+class FeatureCapture(Capture):
+    """``feature``: a watched module's output (the pre-activation of a Linear/Conv)."""
+
+    kinds = ("feature",)
+    hooks = frozenset({"forward"})
+
+    def forward(self, site: Site, index: int, inputs: Any, out: Any) -> None:
+        self.keep("feature", site.key, index, out, site.output.channel_axis)
+
+    def layout(self, kind: str, key: str) -> Layout:
+        return self.w.sites[key].output
+
+
+class InputCapture(Capture):
+    """``input``: a watched module's (first) input."""
+
+    kinds = ("input",)
+    hooks = frozenset({"forward"})
+
+    def forward(self, site: Site, index: int, inputs: Any, out: Any) -> None:
+        if site.input is not None and isinstance(inputs[0], self.w.torch.Tensor):
+            self.keep("input", site.key, index, inputs[0], site.input.channel_axis)
+
+    def layout(self, kind: str, key: str) -> Layout:
+        return self.w.sites[key].input
+
+
+class FeatureGradCapture(Capture):
+    """``feature_grad``: the gradient of the loss with respect to a module's output."""
+
+    kinds = ("feature_grad",)
+    hooks = frozenset({"output_grad"})
+
+    def output_grad(self, site: Site, index: int, grad: Any) -> None:
+        self.keep("feature_grad", site.key, index, grad, site.output.channel_axis)
+
+    def layout(self, kind: str, key: str) -> Layout:
+        return self.w.sites[key].output
+
+
+class LocalGradientCapture(Capture):
+    """``emission`` and ``absorption``: the seed paper's statistics, from weight and grad_output.
+
+    Only C₁ + C₂ numbers per sample are kept, instead of the C₁·H·W of the
+    output gradient; see :func:`tensorstats.emission_absorption`.
+    """
+
+    kinds = ("emission", "absorption")
+    hooks = frozenset({"output_grad"})
+    _LAYOUT = Layout(1, (SAMPLE,))
+
+    def __init__(self, watcher: Watcher) -> None:
+        super().__init__(watcher)
+        self.wanted = tuple(k for k in self.kinds if k in watcher.kinds)
+
+    def setup(self, site: Site) -> None:
+        """Find the geometry of a new site (warn once where it is unsupported)."""
+        try:
+            site.geometry = layer_geometry(site.attrs["module"], site.key)
+        except ValueError as e:
+            warnings.warn(f"emission/absorption are not captured for {site.key!r}: {e}",
+                          stacklevel=4)
+
+    def output_grad(self, site: Site, index: int, grad: Any) -> None:
+        geometry = site.geometry
+        if geometry is None or getattr(site.module, "weight", None) is None:
+            return
+        input_size = tuple(site.attrs["input_shape"][1:]) if geometry.kind == "conv" else ()
+        emission, absorption = statistics(grad, site.module.weight, geometry, input_size)
+        for kind, value in (("emission", emission), ("absorption", absorption)):
+            if kind in self.wanted:
+                self.keep(kind, site.key, index, value, 1)
+
+    def layout(self, kind: str, key: str) -> Layout:
+        return self._LAYOUT
+
+    @property
+    def max_elements(self) -> int | None:
+        return None  # a few numbers per sample: always kept whole
+
+
+HANDLERS: dict[str, type[Capture]] = {
+    "weight": WeightCapture,
+    "grad": GradCapture,
+    "feature": FeatureCapture,
+    "feature_grad": FeatureGradCapture,
+    "input": InputCapture,
+    "emission": LocalGradientCapture,
+    "absorption": LocalGradientCapture,
+}
+"""The handler of each kind ``watch`` captures."""
