@@ -1,4 +1,4 @@
-"""Capture-time emission/absorption (watch, probe_pass) against the offline analysis and autograd."""
+"""Capture-time emission/absorption (watch, probe_pass) against offline analysis and autograd."""
 
 from __future__ import annotations
 
