@@ -13,8 +13,13 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
+from tensorstats.stats.kernels.emission import emission_absorption as numpy_statistics  # noqa: E402
 from tensorstats.torch import module_metadata, watch  # noqa: E402
-from tensorstats.torch._local_gradients import channel_first, device_sqnorms  # noqa: E402
+from tensorstats.torch._local_gradients import (  # noqa: E402
+    channel_first,
+    device_sqnorms,
+    device_statistics,
+)
 
 LG_KINDS = ("weight", "feature_grad", "emission", "absorption")
 
@@ -230,7 +235,7 @@ def test_unsupported_module_warns_and_is_skipped(tmp_path):
 @pytest.mark.parametrize("module", [
     nn.Conv1d(3, 4, 3, stride=2, padding=1), nn.Conv2d(4, 6, 3, padding=2, dilation=2, groups=2),
     nn.Conv2d(2, 4, 2, padding="same"), nn.Conv3d(2, 3, (3, 1, 2), stride=(1, 2, 1)),
-    nn.Linear(5, 3)], ids=lambda m: type(m).__name__)
+    nn.Conv2d(4, 6, 1, groups=2), nn.Linear(5, 3)], ids=lambda m: type(m).__name__)
 def test_device_path_equals_numpy_reference(module):
     """The torch path used on GPUs, run on the CPU here, against the NumPy twin."""
     torch.manual_seed(1)
@@ -244,3 +249,9 @@ def test_device_path_equals_numpy_reference(module):
     ref = local_gradient_sqnorms_reference(gc.numpy(), module.weight.detach().numpy(),
                                            geometry, size)
     np.testing.assert_allclose(ours.numpy(), ref, rtol=1e-12)
+    emission, absorption = device_statistics(gc, module.weight, geometry, size)
+    expected = numpy_statistics(gc.numpy(), module.weight.detach().numpy(), geometry, size)
+    np.testing.assert_allclose(emission.numpy(), expected["emission"], rtol=1e-12)
+    np.testing.assert_allclose(absorption.numpy(), expected["absorption"], rtol=1e-12)
+    norms = np.sqrt(ref)  # and both against the sums of the reference's norms
+    np.testing.assert_allclose(emission.numpy(), norms.sum(-1), rtol=1e-12)

@@ -61,19 +61,34 @@ def device_sqnorms(g: Any, w: Any, geometry: Geometry, input_size: tuple[int, ..
     return torch.cat(out) if out else g.new_zeros((0, c1, w.shape[1]), dtype=torch.float64)
 
 
+def device_statistics(g: Any, weight: Any, geometry: Geometry,
+                      input_size: tuple[int, ...]) -> tuple[Any, Any]:
+    """Emission and absorption in torch ops on ``g``'s device; ``g`` channel-first."""
+    import torch
+
+    n, c1 = g.shape[:2]
+    per = c1 // geometry.groups
+    if kernel.pointwise(geometry):  # |W|·‖G‖: no (sample, C₁, C₂) intermediate
+        norm = g.to(torch.float64).reshape(n, c1, -1).square().sum(-1).sqrt()
+        w = weight.detach().to(torch.float64).reshape(c1, -1).abs()
+        absorption = [norm[:, i * per:(i + 1) * per] @ w[i * per:(i + 1) * per]
+                      for i in range(geometry.groups)]
+        return norm * w.sum(1), torch.cat(absorption, 1)
+    norms = device_sqnorms(g, weight, geometry, input_size).clamp_min(0).sqrt()
+    absorption = norms.view(n, geometry.groups, per, norms.shape[2]).sum(2)
+    return norms.sum(-1), absorption.reshape(n, -1)
+
+
 def statistics(grad: Any, weight: Any, geometry: Geometry,
                input_size: tuple[int, ...]) -> tuple[Any, Any]:
     """Emission (sample, C₁) and absorption (sample, C₂), float64 tensors on ``grad``'s device."""
     import torch
 
     g = channel_first(grad.detach(), geometry)
-    if g.device.type == "cpu":
-        if g.dtype not in (torch.float32, torch.float64):
-            g = g.float()
-        out = kernel.emission_absorption(g.numpy(), weight.detach().double().numpy(), geometry,
-                                         input_size, threads=os.cpu_count() or 1)
-        return torch.from_numpy(out["emission"]), torch.from_numpy(out["absorption"])
-    norms = device_sqnorms(g, weight, geometry, input_size).clamp_min(0).sqrt()
-    n, c1, c2g = norms.shape
-    absorption = norms.view(n, geometry.groups, c1 // geometry.groups, c2g).sum(2)
-    return norms.sum(-1), absorption.reshape(n, geometry.groups * c2g)
+    if g.device.type != "cpu":
+        return device_statistics(g, weight, geometry, input_size)
+    if g.dtype not in (torch.float32, torch.float64):
+        g = g.float()
+    out = kernel.emission_absorption(g.numpy(), weight.detach().double().numpy(), geometry,
+                                     input_size, threads=os.cpu_count() or 1)
+    return torch.from_numpy(out["emission"]), torch.from_numpy(out["absorption"])

@@ -207,9 +207,38 @@ def norms_to_statistics(sqnorms: np.ndarray, groups: int) -> dict[str, np.ndarra
     return {"emission": norms.sum(axis=-1), "absorption": absorption.reshape(n, groups * c2g)}
 
 
+def pointwise(geometry: Geometry) -> bool:
+    """Whether each output value reads one input value (Linear, unpadded 1x1 conv).
+
+    Then ‖LG^{c₁→c₂}‖ = |W[c₁, c₂]|·‖G[c₁]‖, so emission and absorption are a
+    product and a matrix product, with no (sample, C₁, C₂) intermediate.
+    """
+    return geometry.taps == 1 and not any(p for pair in geometry.padding for p in pair)
+
+
+def _pointwise_statistics(g: np.ndarray, w: np.ndarray, groups: int) -> dict[str, np.ndarray]:
+    n, c1 = g.shape[:2]
+    g = g.reshape(n, c1, -1)
+    power = np.einsum("ncq,ncq->nc", g, g, dtype=np.float64) if g.shape[2] != 1 \
+        else np.square(g[..., 0], dtype=np.float64)
+    norm = np.sqrt(power)
+    weight = np.abs(np.asarray(w, dtype=np.float64).reshape(c1, -1))
+    per_group = c1 // groups
+    absorption = [norm[:, i * per_group:(i + 1) * per_group]
+                  @ weight[i * per_group:(i + 1) * per_group] for i in range(groups)]
+    return {"emission": norm * weight.sum(axis=1), "absorption": np.concatenate(absorption, 1)}
+
+
 def emission_absorption(g: np.ndarray, w: np.ndarray, geometry: Geometry,
                         input_size: Sequence[int], threads: int = 1) -> dict[str, np.ndarray]:
-    """Per-sample emission (sample, C₁) and absorption (sample, C₂); see the module doc."""
+    """Per-sample emission (sample, C₁) and absorption (sample, C₂); see the module doc.
+
+    ``g``, ``w`` and ``input_size`` as for :func:`local_gradient_sqnorms`.
+    """
+    if pointwise(geometry):
+        g, w = np.asarray(g), np.asarray(w)
+        _as_kernel_input(g, w, geometry, input_size)  # the same checks
+        return _pointwise_statistics(g, w, geometry.groups)
     return norms_to_statistics(local_gradient_sqnorms(g, w, geometry, input_size, threads),
                                geometry.groups)
 
