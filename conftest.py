@@ -3,7 +3,7 @@
 import importlib.util
 
 _ADAPTERS = {"tensorstats/torch": "torch", "tensorstats/jax.py": "jax",
-             "tensorstats/demo.py": "torch"}
+             "tensorstats/demo.py": "torch", "tensorstats/plot": "matplotlib"}
 
 collect_ignore = [path for path, package in _ADAPTERS.items()
                   if importlib.util.find_spec(package) is None]

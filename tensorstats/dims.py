@@ -41,6 +41,9 @@ OUT_CHANNEL: Final = "out_channel"
 IN_CHANNEL: Final = "in_channel"
 """Input channel c₂ of a Conv/Linear layer in absorption results (absorbed by)."""
 
+LAYER: Final = "layer"
+"""One entry per layer, where results of several layers are put side by side (plots)."""
+
 POOLED: Final = "__pooled__"
 """Core dim into which an analysis pools every dim not in ``by`` (never in results)."""
 
