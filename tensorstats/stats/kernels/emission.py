@@ -54,7 +54,7 @@ SPATIAL = 3
 def _kernel_impl(g, w, pad_size, base, stride, in_size, shift, out):  # pragma: no cover
     """Squared local-gradient norms into ``out`` (N, C₁, C₂/groups); numba-compiled.
 
-    ``g`` (N, C₁, O₀, O₁, O₂); ``w`` (C₁, C₂/groups, taps) float64. ``P`` is
+    ``g`` (N, C₁, O₀, O₁, O₂); ``w`` (C₁, C₂/groups, taps) float64. ``p`` is
     the zero-padded, stride-dilated copy of g[n, c₁]: g[o] sits at
     ``base + o·stride``, and offset k's window starts at ``shift[k]``.
     """
@@ -62,6 +62,8 @@ def _kernel_impl(g, w, pad_size, base, stride, in_size, shift, out):  # pragma: 
     o0, o1, o2 = g.shape[2], g.shape[3], g.shape[4]
     c2, taps = w.shape[1], w.shape[2]
     i0, i1, i2 = in_size[0], in_size[1], in_size[2]
+    b0, b1, b2 = base[0], base[1], base[2]
+    s0, s1, s2 = stride[0], stride[1], stride[2]
     q = i0 * i1 * i2
     p = np.zeros((pad_size[0], pad_size[1], pad_size[2]))
     u = np.empty((taps, q))
@@ -70,31 +72,40 @@ def _kernel_impl(g, w, pad_size, base, stride, in_size, shift, out):  # pragma: 
         for c in range(c1):
             for a in range(o0):  # positions never written stay 0 for every (n, c)
                 for b in range(o1):
+                    src = g[n, c, a, b]
+                    dst = p[b0 + a * s0, b1 + b * s1]
                     for e in range(o2):
-                        p[base[0] + a * stride[0], base[1] + b * stride[1],
-                          base[2] + e * stride[2]] = g[n, c, a, b, e]
+                        dst[b2 + e * s2] = src[e]
             for k in range(taps):
+                h0, h1, h2 = shift[k, 0], shift[k, 1], shift[k, 2]
+                row_u = u[k]
                 f = 0
                 for a in range(i0):
                     for b in range(i1):
+                        src = p[a + h0, b + h1]
                         for e in range(i2):
-                            u[k, f + e] = p[a + shift[k, 0], b + shift[k, 1], e + shift[k, 2]]
+                            row_u[f + e] = src[e + h2]
                         f += i2
             for i in range(taps):
+                ui = u[i]
                 for j in range(i + 1):
-                    s = 0.0
+                    uj = u[j]
+                    acc = 0.0
                     for f in range(q):
-                        s += u[i, f] * u[j, f]
-                    m[i, j] = s
-                    m[j, i] = s
+                        acc += ui[f] * uj[f]
+                    m[i, j] = acc
+                    m[j, i] = acc
+            wc = w[c]
             for d in range(c2):
-                s = 0.0
+                wd = wc[d]
+                acc = 0.0
                 for i in range(taps):
                     t = 0.0
+                    mi = m[i]
                     for j in range(taps):
-                        t += m[i, j] * w[c, d, j]
-                    s += w[c, d, i] * t
-                out[n, c, d] = s
+                        t += mi[j] * wd[j]
+                    acc += wd[i] * t
+                out[n, c, d] = acc
 
 
 _compiled = None
