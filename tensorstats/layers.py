@@ -17,6 +17,7 @@ import xarray as xr
 from .dims import CHANNEL, IN_CHANNEL, OUT_CHANNEL, SAMPLE, STEP
 from .stats.emission import emission_absorption_from
 from .stats.geometry import Geometry, layer_geometry
+from .stats.meanfield import meanfield_from
 
 SOURCES = ("auto", "offline", "captured")
 
@@ -222,8 +223,6 @@ def meanfield(run: Any, layer: str) -> xr.Dataset:
     if bias is None and (pair.module or {}).get("bias"):
         raise KeyError(f"layer {layer!r} has a bias but no weight series "
                        f"{pair.module_name + '.bias'!r} in {pair.where}")
-    from .stats.meanfield import meanfield_from
-
     ds = meanfield_from(feature, inputs, weight, bias, geometry=geometry, layer=layer)
     ds.attrs.update({"layer": layer})
     return ds

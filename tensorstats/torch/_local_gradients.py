@@ -11,7 +11,6 @@ the per-sample, per-channel results are copied to the host.
 from __future__ import annotations
 
 import math
-import os
 from typing import Any
 
 from ..stats.geometry import Geometry
@@ -89,6 +88,8 @@ def statistics(grad: Any, weight: Any, geometry: Geometry,
         return device_statistics(g, weight, geometry, input_size)
     if g.dtype not in (torch.float32, torch.float64):
         g = g.float()
+    # One thread: torch's own threads keep the cores busy (a second kernel thread
+    # measured +7% step time against +0-2%; docs/benchmarks.md).
     out = kernel.emission_absorption(g.numpy(), weight.detach().double().numpy(), geometry,
-                                     input_size, threads=os.cpu_count() or 1)
+                                     input_size, threads=1)
     return torch.from_numpy(out["emission"]), torch.from_numpy(out["absorption"])
