@@ -268,7 +268,10 @@ class Watcher:
         block the passes are concatenated along the sample axis and recorded
         as one step of the probe's series (``run.probe(name)``). The model is
         in eval mode inside the block, and every parameter's ``.grad`` is
-        restored on exit, so the block does not disturb training.
+        restored on exit, so the block does not disturb training. Use a
+        summed loss (``reduction="sum"``) over the batches, so that each
+        sample's gradient is that of its own loss and does not depend on the
+        size of the batch it came in.
 
         Parameters
         ----------
@@ -293,7 +296,7 @@ class Watcher:
         >>> w = watch(model, rec, kinds=("weight", "emission", "absorption"))
         >>> for batch in range(3):           # e.g. a validation loader
         ...     with w.probe_pass("valid", step=0):
-        ...         model(torch.randn(5, 1, 8, 8)).logsumexp(1).sum().backward()
+        ...         model(torch.randn(5, 1, 8, 8)).logsumexp(1).sum().backward()  # summed
         ...     break
         >>> w.remove(); rec.close()
         >>> ts.open_run(rec.store).probe("valid")["emission", "0"].sizes["sample"]
