@@ -9,12 +9,12 @@ complete training loop.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["record_pytree"]
+__all__ = ["conv_metadata", "dense_metadata", "record_pytree"]
 
 
 def _key_name(key: Any) -> str:
@@ -57,6 +57,7 @@ def record_pytree(
     step: Any,
     channel_axis: int | Callable[[str, Any], int | None] | None = -1,
     prefix: str | None = None,
+    modules: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[str]:
     """Record every leaf of a JAX pytree as one step of its own tensor series.
 
@@ -93,6 +94,14 @@ def record_pytree(
         Prepended to every name with a ``"."``, e.g. ``"teacher"`` gives
         ``teacher.params.Dense_0.kernel``. Required when ``tree`` is a single
         array, whose path is empty; its name is then ``prefix``.
+    modules
+        ``{module name: metadata}``: the layer geometry that layer-level
+        analyses (``ts.emission_absorption``, ``ts.meanfield``) need, which a
+        pytree does not carry (a kernel's shape does not tell a Dense from an
+        Embed, nor a conv's strides, padding or dilation). Every leaf whose
+        name is a module name, or starts with it and a ``"."``, is recorded
+        with ``attrs={"module": metadata, "module_name": name}``. Build the
+        metadata with :func:`conv_metadata` and :func:`dense_metadata`.
 
     Returns
     -------
@@ -215,12 +224,84 @@ def record_pytree(
             ax = int(ax)
         axes.append(ax)
 
+    attrs = [_module_attrs(name, modules) for name in names]
+
     # ---- fetch JAX leaves from their devices together, then write
     leaves = [leaf for _, leaf in flat]
     on_device = [i for i, leaf in enumerate(leaves) if isinstance(leaf, jax.Array)]
     fetched = jax.device_get([leaves[i] for i in on_device])
     for i, host in zip(on_device, fetched, strict=True):
         leaves[i] = host
-    for name, leaf, ax in zip(names, leaves, axes, strict=True):
-        recorder.record(kind, name, leaf, step=step, channel_axis=ax)
+    for name, leaf, ax, attr in zip(names, leaves, axes, attrs, strict=True):
+        recorder.record(kind, name, leaf, step=step, channel_axis=ax, attrs=attr)
     return names
+
+
+def _module_attrs(name: str, modules: Mapping[str, Mapping[str, Any]] | None
+                  ) -> dict[str, Any] | None:
+    """The series attrs of leaf ``name``: its module's metadata, by the longest matching name."""
+    if not modules:
+        return None
+    hits = [m for m in modules if name == m or name.startswith(m + ".")]
+    if not hits:
+        return None
+    module = max(hits, key=len)
+    return {"module": dict(modules[module]), "module_name": module}
+
+
+def conv_metadata(*, in_features: int, features: int, kernel_size: Sequence[int],
+                  strides: int | Sequence[int] = 1, padding: str | Sequence[Any] = "SAME",
+                  kernel_dilation: int | Sequence[int] = 1,
+                  feature_group_count: int = 1) -> dict[str, Any]:
+    """Metadata of a JAX/Flax convolution with an ``HWIO`` kernel and ``NHWC`` inputs.
+
+    The arguments are those of ``flax.linen.Conv`` (plus ``in_features``, the
+    input's channel count). ``padding`` is ``"SAME"``, ``"VALID"``, an int,
+    or one ``(low, high)`` pair per spatial dim; ``"SAME"`` pads as XLA does,
+    the odd zero at the end, which is PyTorch's ``padding="same"`` (stride 1
+    only; give explicit pairs for a strided SAME conv).
+
+    Examples
+    --------
+    >>> conv_metadata(in_features=3, features=16, kernel_size=(3, 3))["type"]
+    'Conv2d'
+    """
+    n = len(kernel_size)
+    if n not in (1, 2, 3):
+        raise ValueError(f"kernel_size must have 1 to 3 entries, got {kernel_size!r}")
+
+    def per_dim(value: Any, name: str) -> list[int]:
+        values = [value] * n if isinstance(value, int) else list(value)
+        if len(values) != n or not all(isinstance(v, int) for v in values):
+            raise ValueError(f"{name} must be an int or {n} ints, got {value!r}")
+        return values
+
+    if isinstance(padding, str):
+        if padding.upper() not in ("SAME", "VALID"):
+            raise ValueError(f"padding {padding!r}: use 'SAME', 'VALID', an int or "
+                             "(low, high) pairs")
+        pad: Any = padding.lower()
+    elif isinstance(padding, int):
+        pad = [padding] * n
+    else:
+        pairs = [tuple(p) if not isinstance(p, int) else (p, p) for p in padding]
+        if len(pairs) != n or any(len(p) != 2 for p in pairs):
+            raise ValueError(f"padding must give one (low, high) pair per dim, got {padding!r}")
+        pad = [[int(lo), int(hi)] for lo, hi in pairs]
+    return {"type": f"Conv{n}d", "in_channels": int(in_features), "out_channels": int(features),
+            "kernel_size": [int(k) for k in kernel_size], "stride": per_dim(strides, "strides"),
+            "padding": pad, "dilation": per_dim(kernel_dilation, "kernel_dilation"),
+            "groups": int(feature_group_count), "padding_mode": "zeros", "transposed": False,
+            "weight_layout": "HWIO"}
+
+
+def dense_metadata(*, in_features: int, features: int, use_bias: bool = True) -> dict[str, Any]:
+    """Metadata of a JAX/Flax Dense layer (kernel ``(in, out)``).
+
+    Examples
+    --------
+    >>> dense_metadata(in_features=4, features=2)["type"]
+    'Linear'
+    """
+    return {"type": "Linear", "in_features": int(in_features), "out_features": int(features),
+            "bias": bool(use_bias), "weight_layout": "IO"}

@@ -44,11 +44,21 @@ class LayerSeries:
         return (kind, self.layer) in (run or self.run)
 
     def series(self, kind: str, hint: str = "") -> xr.DataArray:
+        """The layer's series of ``kind``, its batch axis named ``sample``.
+
+        Series recorded from JAX (their module metadata has a ``weight_layout``)
+        are batch-first with unnamed axes: the first axis after ``channel`` is
+        the batch.
+        """
         if not self.has(kind):
             known = sorted({name for k in self.run.kinds for name in self.run.layers(k)})
             raise KeyError(f"layer {self.layer!r} has no {kind!r} series in {self.where}"
                            + (f"; {hint}" if hint else "") + f"; layers recorded: {known}")
-        return self.run[kind, self.layer]
+        da = self.run[kind, self.layer]
+        module = da.attrs.get("module") or {}
+        if "weight_layout" in module and SAMPLE not in da.dims and da.ndim > 2:
+            da = da.rename({da.dims[2]: SAMPLE})
+        return da
 
     @property
     def module(self) -> dict[str, Any] | None:
@@ -71,13 +81,17 @@ class LayerSeries:
     def parameter(self, role: str, module_name: str | None = None) -> xr.DataArray | None:
         """The ``weight`` series of ``<module>.<role>`` (``weight`` or ``bias``), if recorded.
 
-        A probe's own weight series (recorded by ``Watcher.probe_pass``) come
-        first: they are the weights its passes used.
+        A JAX kernel (``<module>.kernel``) counts as the weight, and one laid out
+        ``HWIO`` (``attrs["module"]["weight_layout"]``) is presented in PyTorch's
+        layout (out, in, *kernel). A probe's own weight series (recorded by
+        ``Watcher.probe_pass``) come first: they are the weights its passes used.
         """
-        name = f"{module_name or self.module_name}.{role}"
+        names = [f"{module_name or self.module_name}.{r}"
+                 for r in ((role, "kernel") if role == "weight" else (role,))]
         for run in (self.run, self.main):
-            if ("weight", name) in run:
-                return run["weight", name]
+            for name in names:
+                if ("weight", name) in run:
+                    return torch_layout(run["weight", name])
         return None
 
     def input_shape(self) -> Sequence[int] | None:
@@ -90,6 +104,19 @@ class LayerSeries:
             da = self.run["input", self.layer]
             return [da.sizes[CHANNEL], *(da.sizes[d] for d in da.dims[3:])]
         return None
+
+
+def torch_layout(weight: xr.DataArray) -> xr.DataArray:
+    """A weight series in PyTorch's layout: (step, out, in, *kernel).
+
+    JAX convolution kernels are ``HWIO``: recorded with the output axis as
+    ``channel``, their input axis comes last; it is moved right after ``channel``.
+    """
+    module = weight.attrs.get("module") or {}
+    if module.get("weight_layout") != "HWIO" or weight.ndim < 4:
+        return weight
+    dims = list(weight.dims)
+    return weight.transpose(dims[0], dims[1], dims[-1], *dims[2:-1])
 
 
 def _captured(pair: LayerSeries) -> xr.Dataset:

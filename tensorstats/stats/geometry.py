@@ -134,6 +134,11 @@ def _padding(value: Any, kernel: tuple[int, ...], stride: tuple[int, ...],
             raise ValueError(f"layer {layer!r}: padding='same' needs stride 1, got {stride}")
         total = [d * (k - 1) for k, d in zip(kernel, dilation, strict=True)]
         return tuple((t // 2, t - t // 2) for t in total)
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(v, (list, tuple)) for v in value):  # (before, after) per dim
+        pairs = tuple(_ints(list(v), 2, "padding", layer) for v in value)
+        if len(pairs) == len(kernel):
+            return pairs
     return tuple((p, p) for p in _ints(value, len(kernel), "padding", layer))
 
 
@@ -146,7 +151,10 @@ def layer_geometry(module: Mapping[str, Any] | None, layer: str) -> Geometry:
         ``attrs["module"]`` of a series recorded by ``tensorstats.torch.watch``
         (``type``, ``in_features``/``out_features`` or ``in_channels``,
         ``out_channels``, ``kernel_size``, ``stride``, ``padding``,
-        ``dilation``, ``groups``, ``padding_mode``, ``transposed``).
+        ``dilation``, ``groups``, ``padding_mode``, ``transposed``) or by
+        ``tensorstats.jax.record_pytree(..., modules=...)``. ``padding`` is an
+        int, one int per dim, one ``[before, after]`` pair per dim,
+        ``"same"`` or ``"valid"``.
     layer : str
         The layer's name, for error messages.
 
