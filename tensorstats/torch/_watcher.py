@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..collect.recorder import Recorder
@@ -12,15 +11,14 @@ from ..collect.schedules import Schedule, as_schedule
 from ._capture import HANDLERS, Capture, LocalGradientCapture
 from ._copy import HostCopies
 from ._modules import ROOT, Site, make_site, module_metadata, select
+from ._probes import Probes
 
 KINDS = ("weight", "grad", "feature", "feature_grad", "input", "emission", "absorption")
 """What :func:`watch` can capture."""
 DEFAULT_KINDS = ("weight", "grad", "feature", "feature_grad")
-PER_LAYER_KINDS = ("feature", "feature_grad", "input", "emission", "absorption")
-"""Kinds recorded per module call; the others (``weight``, ``grad``) per parameter."""
 
 
-class Watcher:
+class Watcher(Probes):
     """Hooks on a model that feed a :class:`~tensorstats.Recorder`; see :func:`watch`."""
 
     def __init__(self, model: Any, recorder: Recorder, *, every: Any = 1,
@@ -76,16 +74,6 @@ class Watcher:
             recorder.set_asynchronous(True)
         if self.schedule(self._next_step):
             self._arm()
-
-    def _check_probes(self, probes: Mapping[str, Any] | None) -> dict[str, Any]:
-        probes = dict(probes or {})
-        for name, x in probes.items():
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"probe names must be non-empty strings, got {name!r}")
-            if not isinstance(x, (self.torch.Tensor, tuple)):
-                raise TypeError(f"probe {name!r} must be a tensor or a tuple of model "
-                                f"inputs, got {type(x).__name__}")
-        return probes
 
     def _handlers(self, hook: str) -> list[Capture]:
         return [h for h in self._scope_handlers if hook in h.hooks]
@@ -223,116 +211,6 @@ class Watcher:
             h.record(step, probe)
             h.clear()
 
-    @contextmanager
-    def _probe_scope(self, name: str, kinds: Iterable[str]) -> Iterator[None]:
-        """Hooks capture into probe ``name`` (every pass, in order), modules in eval mode.
-
-        What the training pass captured so far is set aside and restored after.
-        """
-        states = {m: m.training for m in self.model.modules()}
-        kinds = set(kinds)
-        training = [h.captured for h in self.handlers], self._calls
-        for h in self.handlers:
-            h.captured = {k: {} for k in h.kinds}
-        self.scope, self._scope_passes, self._calls = name, 0, {}
-        self._scope_handlers = [h for h in self.handlers if set(h.kinds) & kinds]
-        try:
-            self.model.eval()
-            for h in self._handlers("pass_start"):  # the weights this block uses
-                h.pass_start()
-            yield
-        finally:
-            self.scope, self._scope_handlers = None, self.handlers
-            for h, captured in zip(self.handlers, training[0], strict=True):
-                h.captured = captured
-            self._calls = training[1]
-            for m, mode in states.items():  # exactly as before, module by module
-                m.training = mode
-
-    def _run_probes(self, step: int) -> None:
-        kinds = [k for k in self.kinds if k in PER_LAYER_KINDS]
-        for name, x in self.probes.items():
-            with self._probe_scope(name, kinds), self.torch.no_grad():
-                self.model(*x) if isinstance(x, tuple) else self.model(x)
-                self._record(step, probe=name)
-
-    @contextmanager
-    def probe_pass(self, name: str, *, step: int | None = None,
-                   kinds: Iterable[str] | None = None) -> Iterator[Watcher]:
-        """Record the forward and backward passes run inside the block as probe ``name``.
-
-        For evaluation passes with a backward pass, e.g. emission/absorption
-        on validation images without a training step (as the seed paper
-        measured them). Inside the block every forward (and backward) pass
-        of the model is captured, whatever the schedule; at the end of the
-        block the passes are concatenated along the sample axis and recorded
-        as one step of the probe's series (``run.probe(name)``). The model is
-        in eval mode inside the block, and every parameter's ``.grad`` is
-        restored on exit, so the block does not disturb training. Use a
-        summed loss (``reduction="sum"``) over the batches, so that each
-        sample's gradient is that of its own loss and does not depend on the
-        size of the batch it came in.
-
-        Parameters
-        ----------
-        name : str
-            The probe's name, e.g. ``"valid"``.
-        step : int, optional
-            The step to record at; default: the last step given to :meth:`step`.
-        kinds : iterable of str, optional
-            Which of the watcher's kinds to capture (default: all but
-            ``grad``). ``weight`` records the parameters as the block found
-            them, which offline analyses of the probe use. For many samples,
-            capture only ``("weight", "emission", "absorption")``: C₁ + C₂
-            numbers per sample.
-
-        Examples
-        --------
-        >>> import torch, tempfile, os, tensorstats as ts
-        >>> from tensorstats.torch import watch
-        >>> model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(),
-        ...                             torch.nn.Linear(4 * 6 * 6, 2))
-        >>> rec = ts.Recorder(os.path.join(tempfile.mkdtemp(), "run.zarr"))
-        >>> w = watch(model, rec, kinds=("weight", "emission", "absorption"))
-        >>> for batch in range(3):           # e.g. a validation loader
-        ...     with w.probe_pass("valid", step=0):
-        ...         model(torch.randn(5, 1, 8, 8)).logsumexp(1).sum().backward()  # summed
-        ...     break
-        >>> w.remove(); rec.close()
-        >>> ts.open_run(rec.store).probe("valid")["emission", "0"].sizes["sample"]
-        5
-        """
-        self._check_alive()
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"probe names must be non-empty strings, got {name!r}")
-        if self.scope is not None:
-            raise RuntimeError(f"probe_pass({name!r}) inside probe pass {self.scope!r}")
-        step = self._last_step if step is None else step
-        if step is None:
-            raise ValueError("probe_pass needs step= before the first w.step()")
-        allowed = [k for k in self.kinds if k != "grad"]
-        chosen = allowed if kinds is None else list(kinds)
-        bad = [k for k in chosen if k not in allowed]
-        if bad or not chosen:
-            raise ValueError(f"probe_pass kinds {bad or chosen} are not among this watcher's "
-                             f"kinds but grad, {allowed}")
-        self.recorder.flush()  # the buffers of an earlier probe pass may still be queued
-        was_armed = self._armed
-        self._arm()
-        grads = {p: p.grad for p in self.model.parameters()}
-        for p in grads:
-            p.grad = None
-        try:
-            with self._probe_scope(name, chosen):
-                yield self
-                self._record(step, probe=name)
-        finally:
-            for p, g in grads.items():
-                p.grad = g
-            if not was_armed:
-                self._disarm()
-
-    # ------------------------------------------------------------- lifecycle
     def _check_alive(self) -> None:
         if self._removed:
             raise RuntimeError("this watcher was removed; create a new one with watch()")
