@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/normality.py
 	$(PY) benchmarks/moments.py
 	$(PY) benchmarks/shift.py
+	$(PY) benchmarks/emission.py
 
 clean-venv:
 	rm -rf $(VENV)
