@@ -30,8 +30,11 @@ conv2 sees 16x16 maps, conv3 8x8.
    ``capture`` = ``watch(model, rec, every=10, kinds=("emission",
    "absorption"), layers=["conv2", "conv3"])`` into a fresh store (timed from
    creating the Recorder to ``rec.close()``), and ``capture-all`` with every
-   Conv/Linear layer. ``--train-rounds`` rounds (default 5), order rotated per
-   round; overhead = median over rounds of arm/none in the same round, minus 1.
+   Conv/Linear layer. ``w.step(step)`` records no scalar, so the arms measure
+   emission/absorption alone (recording the loss too is measured by
+   ``collector_overhead.py``). ``--train-rounds`` rounds (default 7), order
+   rotated per round; overhead = median over rounds of arm/none in the same
+   round, minus 1.
 
 Targets (issue 10): offline at least 20x faster than brute force; capture at
 every=10 at most 5% overhead.
@@ -184,9 +187,9 @@ def train(arm: str, out: Path, steps: int, seed: int, data) -> float:
         loss = F.cross_entropy(model(x[step % N_BATCHES]), y[step % N_BATCHES])
         loss.backward()
         opt.step()
-        value = loss.item()
+        loss.item()
         if w is not None:
-            w.step(step, loss=value)
+            w.step(step)  # no scalars: the arm measures emission/absorption alone
     if w is not None:
         w.remove()
         rec.close()
@@ -228,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=10, help="recorded steps, offline part (10)")
     p.add_argument("--rounds", type=int, default=5, help="rounds of the offline part (5)")
     p.add_argument("--train-steps", type=int, default=200, help="training steps per run (200)")
-    p.add_argument("--train-rounds", type=int, default=5, help="rounds of the capture part (5)")
+    p.add_argument("--train-rounds", type=int, default=7, help="rounds of the capture part (7)")
     p.add_argument("--quick", action="store_true", help="a smoke run")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)

@@ -1,11 +1,12 @@
 """Emission/absorption of one pass, computed where the gradient lives.
 
-On the CPU the tensors are handed (without a copy where they are contiguous)
-to the compiled kernel that ``ts.emission_absorption`` uses offline
-(:mod:`tensorstats.stats.kernels.emission`), so capture-time and offline
-values are the same computation. On another device (a GPU) the same Gram
-formulation runs in torch on that device (:func:`device_sqnorms`) and only
-the per-sample, per-channel results are copied to the host.
+On the CPU the tensors of a convolution are handed (without a copy where they
+are contiguous) to the compiled kernel that ``ts.emission_absorption`` uses
+offline (:mod:`tensorstats.stats.kernels.emission`), so capture-time and
+offline values are the same computation. On another device (a GPU), and for
+Linear layers everywhere, the same formulation runs in torch ops on the
+tensor's device (:func:`device_statistics`) and only the per-sample,
+per-channel results are copied to the host.
 """
 
 from __future__ import annotations
@@ -84,7 +85,9 @@ def statistics(grad: Any, weight: Any, geometry: Geometry,
     import torch
 
     g = channel_first(grad.detach(), geometry)
-    if g.device.type != "cpu":
+    if g.device.type != "cpu" or kernel.pointwise(geometry):
+        # Linear layers are a matrix product: torch's, on its own threads. NumPy's
+        # would wake OpenBLAS's threads, which spin on the cores torch trains on.
         return device_statistics(g, weight, geometry, input_size)
     if g.dtype not in (torch.float32, torch.float64):
         g = g.float()
