@@ -9,19 +9,16 @@ channel, without ``ts.shift``.
 from __future__ import annotations
 
 import math
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _examples import run_example
 from scipy import stats
 
 import tensorstats as ts
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 LAYERS = ("conv1", "conv2", "conv3", "fc1")
 ARMS = {"no BN": "plain.zarr", "BN": "bn.zarr"}
 TENSORS = {"input": "input", "pre-activation": "feature"}
@@ -31,18 +28,10 @@ FIGURES = ("drift_ks_input.png", "drift_ks_preactivation.png", "drift_w1rel_inpu
            "normality_kurtosis.png", "loss.png")
 
 
-def _run(script: str, *args: str) -> str:
-    env = {**os.environ, "PYTHONWARNINGS": "error::RuntimeWarning"}
-    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True,
-                          text=True, timeout=300, env=env, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
-
-
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory) -> tuple[Path, str, str]:
     out = tmp_path_factory.mktemp("batchnorm") / "out"
-    stdout = _run("batchnorm_shift.py", "--quick", "--out", str(out))
+    stdout = run_example("batchnorm_shift.py", "--quick", "--out", str(out))
     return out, stdout, (out / "summary.md").read_text()
 
 

@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from _examples import run_example
 from scipy import stats
 
 import tensorstats as ts
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 WIDTHS = (16, 64, 256)  # what --quick runs
 INITS = ("kaiming_normal", "kaiming_uniform", "sparse")
-
-
-def _run(script: str, *args: str) -> str:
-    env = {**os.environ, "PYTHONWARNINGS": "error::RuntimeWarning"}
-    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True,
-                          text=True, timeout=300, env=env, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
 
 
 def _table(text: str, heading: str) -> list[dict[str, str]]:
@@ -40,7 +29,7 @@ def _table(text: str, heading: str) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("width") / "output"
-    stdout = _run("width_gaussianity.py", "--quick", "--keep-runs", "--out", str(out))
+    stdout = run_example("width_gaussianity.py", "--quick", "--keep-runs", "--out", str(out))
     return out, stdout, (out / "summary.md").read_text()
 
 

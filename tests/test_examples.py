@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def _run(script: str, *args: str) -> str:
-    env = {**os.environ, "PYTHONWARNINGS": "error::RuntimeWarning"}
-    proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args], capture_output=True,
-                          text=True, timeout=300, env=env, check=False)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+from _examples import run_example
 
 
 def test_numpy_loop(tmp_path):
-    out = _run("numpy_loop.py", str(tmp_path / "run.zarr"))
+    out = run_example("numpy_loop.py", str(tmp_path / "run.zarr"))
     assert (tmp_path / "run.zarr" / "zarr.json").exists()
     assert out
 
 
 def test_analyse_run():
-    out = _run("analyse_run.py")  # records its own small MLP run first
+    out = run_example("analyse_run.py")  # records its own small MLP run first
     for expected in ("share of channels rejected", "median W1 and KS from init",
                      "detrend=difference", "fc1.weight"):
         assert expected in out
@@ -35,7 +21,7 @@ def test_analyse_run():
 
 def test_jax_loop(tmp_path):
     pytest.importorskip("jax")
-    _run("jax_loop.py", str(tmp_path / "jax.zarr"))
+    run_example("jax_loop.py", str(tmp_path / "jax.zarr"))
     assert (tmp_path / "jax.zarr" / "zarr.json").exists()
 
 
@@ -46,7 +32,7 @@ def test_init_study(tmp_path):
     import tensorstats as ts
 
     out = tmp_path / "study"
-    stdout = _run("init_study.py", "--quick", "--out", str(out))
+    stdout = run_example("init_study.py", "--quick", "--out", str(out))
     assert "Zeros shows no dynamics" in stdout
     summary = (out / "summary.md").read_text()
     for section in ("## Convergence", "## Weights, first → last step",
