@@ -176,8 +176,9 @@ def emission_absorption(run: Any, layer: str, *, source: str = "auto",
     xarray.Dataset
         ``emission`` (``step``, ``sample``, ``out_channel``) and ``absorption``
         (``step``, ``sample``, ``in_channel``), float64, lazy: one dask task
-        per step and block of samples. ``out_channel`` indexes the layer's
-        output channels c₁, ``in_channel`` its input channels c₂.
+        per block of steps and samples of at most about 64 MiB of gradient.
+        ``out_channel`` indexes the layer's output channels c₁, ``in_channel``
+        its input channels c₂.
 
     Raises
     ------

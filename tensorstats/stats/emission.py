@@ -44,6 +44,24 @@ def _apply(g: np.ndarray, w: np.ndarray, *, geometry: Geometry, input_size: tupl
     return emission, absorption
 
 
+def _blocks(g: xr.DataArray, sample_block: int | None) -> tuple[int, int]:
+    """Samples and steps per task: a task holds at most :data:`BLOCK_BYTES` of gradient.
+
+    A step larger than that is split into blocks of samples. Smaller steps are
+    grouped, as long as every worker still gets about two tasks: each task
+    costs a few hundred microseconds of scheduling, as much as the kernel
+    spends on a small layer's step.
+    """
+    n_steps, n_samples = g.shape[:2]
+    per_sample = max(1, math.prod(g.shape[2:]) * g.dtype.itemsize)
+    samples = sample_block or max(1, BLOCK_BYTES // per_sample)
+    if samples < n_samples:
+        return samples, 1
+    by_memory = max(1, BLOCK_BYTES // (per_sample * max(n_samples, 1)))
+    by_workers = max(1, -(-n_steps // (2 * (os.cpu_count() or 1))))
+    return samples, min(by_memory, by_workers)
+
+
 def _input_size(geometry: Geometry, layer: str, output_size: tuple[int, ...],
                 input_shape: Sequence[int] | None) -> tuple[int, ...]:
     if geometry.kind == "linear":
@@ -107,7 +125,9 @@ def emission_absorption_from(weight: xr.DataArray, feature_grad: xr.DataArray, *
         The input's shape without the batch axis (channels, *spatial), where
         the spatial size cannot be told from the output's.
     sample_block : int, optional
-        Samples per dask task (default: about 64 MiB of gradient).
+        Samples per dask task (default: as many as fit in about 64 MiB of
+        gradient). Steps are grouped into a task while it stays under that
+        size and every CPU still gets about two tasks.
 
     Returns
     -------
@@ -146,10 +166,9 @@ def emission_absorption_from(weight: xr.DataArray, feature_grad: xr.DataArray, *
     g, w = xr.align(g, w, join="inner", exclude=[SAMPLE, *g_core, *w_core])
     lazy = is_dask(g) or is_dask(w)
     if lazy:
-        per_sample = math.prod(g.shape[2:]) * g.dtype.itemsize
-        block = sample_block or max(1, BLOCK_BYTES // max(per_sample, 1))
-        g = g.chunk({STEP: 1, SAMPLE: block, **dict.fromkeys(g_core, -1)})
-        w = w.chunk({STEP: 1, **dict.fromkeys(w_core, -1)})
+        samples, steps = _blocks(g, sample_block)
+        g = g.chunk({STEP: steps, SAMPLE: samples, **dict.fromkeys(g_core, -1)})
+        w = w.chunk({STEP: steps, **dict.fromkeys(w_core, -1)})
     emission, absorption = xr.apply_ufunc(
         _apply, g, w,
         input_core_dims=[g_core, w_core],
