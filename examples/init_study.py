@@ -198,7 +198,8 @@ def draw(runs: dict, out: Path) -> list[str]:
     files = []
     loss = ts.open_runs({n: r.store for n, r in runs.items()}).scalars["loss"]
     fig = tsplot.trajectories(loss.rolling(step=10, min_periods=1).mean().rename("loss"),
-                              var="loss", title="training loss (mean of 10 steps)")
+                              var="loss", logy=True,
+                              title="training loss (mean of 10 steps, log scale)")
     files.append(save(fig, out / "loss.png"))
     for init, run in runs.items():
         weights = {layer: run["weight", f"{layer}.weight"] for layer in sp.STUDIED}
