@@ -55,56 +55,52 @@ def _kernel_impl(g, w, pad_size, base, stride, in_size, shift, out):  # pragma: 
     """Squared local-gradient norms into ``out`` (N, C₁, C₂/groups); numba-compiled.
 
     ``g`` (N, C₁, O₀, O₁, O₂); ``w`` (C₁, C₂/groups, taps) float64. ``p`` is
-    the zero-padded, stride-dilated copy of g[n, c₁]: g[o] sits at
-    ``base + o·stride``, and offset k's window starts at ``shift[k]``.
+    the zero-padded, stride-dilated copy of g[n, c₁] (flat, C order over
+    ``pad_size``): g[o] sits at ``base + o·stride``, and offset k's window
+    starts at ``shift[k]``. Indices are computed, not sliced: a view per row
+    costs more than the row's copy.
     """
     n_samples, c1 = g.shape[0], g.shape[1]
     o0, o1, o2 = g.shape[2], g.shape[3], g.shape[4]
     c2, taps = w.shape[1], w.shape[2]
     i0, i1, i2 = in_size[0], in_size[1], in_size[2]
+    p1, p2 = pad_size[1], pad_size[2]
     b0, b1, b2 = base[0], base[1], base[2]
     s0, s1, s2 = stride[0], stride[1], stride[2]
     q = i0 * i1 * i2
-    p = np.zeros((pad_size[0], pad_size[1], pad_size[2]))
-    u = np.empty((taps, q))
+    p = np.zeros(pad_size[0] * p1 * p2)
+    u = np.empty(taps * q)
     m = np.empty((taps, taps))
     for n in range(n_samples):
         for c in range(c1):
             for a in range(o0):  # positions never written stay 0 for every (n, c)
                 for b in range(o1):
-                    src = g[n, c, a, b]
-                    dst = p[b0 + a * s0, b1 + b * s1]
+                    dst = ((b0 + a * s0) * p1 + b1 + b * s1) * p2 + b2
                     for e in range(o2):
-                        dst[b2 + e * s2] = src[e]
+                        p[dst + e * s2] = g[n, c, a, b, e]
             for k in range(taps):
-                h0, h1, h2 = shift[k, 0], shift[k, 1], shift[k, 2]
-                row_u = u[k]
-                f = 0
+                f = k * q
                 for a in range(i0):
                     for b in range(i1):
-                        src = p[a + h0, b + h1]
+                        src = ((a + shift[k, 0]) * p1 + b + shift[k, 1]) * p2 + shift[k, 2]
                         for e in range(i2):
-                            row_u[f + e] = src[e + h2]
+                            u[f + e] = p[src + e]
                         f += i2
             for i in range(taps):
-                ui = u[i]
                 for j in range(i + 1):
-                    uj = u[j]
                     acc = 0.0
+                    oi, oj = i * q, j * q
                     for f in range(q):
-                        acc += ui[f] * uj[f]
+                        acc += u[oi + f] * u[oj + f]
                     m[i, j] = acc
                     m[j, i] = acc
-            wc = w[c]
             for d in range(c2):
-                wd = wc[d]
                 acc = 0.0
                 for i in range(taps):
                     t = 0.0
-                    mi = m[i]
                     for j in range(taps):
-                        t += mi[j] * wd[j]
-                    acc += wd[i] * t
+                        t += m[i, j] * w[c, d, j]
+                    acc += w[c, d, i] * t
                 out[n, c, d] = acc
 
 
