@@ -20,6 +20,8 @@ from .stats.geometry import Geometry, layer_geometry
 from .stats.meanfield import meanfield_from
 
 SOURCES = ("auto", "offline", "captured")
+PER_LAYER_KINDS = ("feature_grad", "feature", "input", "emission", "absorption")
+"""Kinds recorded per module call, with the module's metadata in their attrs."""
 
 
 class LayerSeries:
@@ -40,8 +42,15 @@ class LayerSeries:
         self.main = run._main_run() if probe is not None else run
         self.where = f"{run.store!r}" + (f" (probe {probe!r})" if probe else "")
 
-    def has(self, kind: str, run: Any = None) -> bool:
-        return (kind, self.layer) in (run or self.run)
+    def has(self, kind: str) -> bool:
+        return (kind, self.layer) in self.run
+
+    def _recorded(self) -> xr.DataArray | None:
+        """The first of the layer's own series that was recorded (they share its attrs)."""
+        for kind in PER_LAYER_KINDS:
+            if self.has(kind):
+                return self.run[kind, self.layer]
+        return None
 
     def series(self, kind: str, hint: str = "") -> xr.DataArray:
         """The layer's series of ``kind``, its batch axis named ``sample``.
@@ -62,18 +71,17 @@ class LayerSeries:
 
     @property
     def module(self) -> dict[str, Any] | None:
-        for kind in ("feature_grad", "feature", "input", "emission", "absorption"):
-            if self.has(kind):
-                return self.run[kind, self.layer].attrs.get("module")
-        weight = self.parameter("weight", self.layer)
-        return None if weight is None else weight.attrs.get("module")
+        """The layer's module metadata (``attrs["module"]``), if it was recorded."""
+        source = self._recorded()
+        if source is None:
+            source = self.parameter("weight", self.layer)
+        return None if source is None else source.attrs.get("module")
 
     @property
     def module_name(self) -> str:
-        for kind in ("feature_grad", "feature", "input", "emission", "absorption"):
-            if self.has(kind):
-                return self.run[kind, self.layer].attrs.get("module_name", self.layer)
-        return self.layer
+        """The name of the module whose call this layer is (``conv`` for ``conv[1]``)."""
+        source = self._recorded()
+        return self.layer if source is None else source.attrs.get("module_name", self.layer)
 
     def geometry(self) -> Geometry:
         return layer_geometry(self.module, self.layer)
@@ -95,11 +103,10 @@ class LayerSeries:
         return None
 
     def input_shape(self) -> Sequence[int] | None:
-        for kind in ("feature_grad", "feature", "emission", "absorption"):
-            if self.has(kind):
-                shape = self.run[kind, self.layer].attrs.get("input_shape")
-                if shape is not None:
-                    return shape
+        """The layer input's shape without the batch axis, from attrs or the ``input`` series."""
+        source = self._recorded()
+        if source is not None and source.attrs.get("input_shape") is not None:
+            return source.attrs["input_shape"]
         if self.has("input"):
             da = self.run["input", self.layer]
             return [da.sizes[CHANNEL], *(da.sizes[d] for d in da.dims[3:])]
