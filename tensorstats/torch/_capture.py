@@ -95,19 +95,13 @@ class Capture:
 
 
 class ParameterCapture(Capture):
-    """Base of the per-parameter kinds: no sample axis, channel = output axis 0."""
+    """Base of the per-parameter kinds: channel = output axis 0, other axes unnamed."""
+
+    def layout(self, kind: str, key: str) -> Layout:
+        return Layout(0 if self.w.params[key][0].ndim else None, None)
 
     def attrs(self, kind: str, key: str) -> dict[str, Any]:
         return self.w.param_attrs[key]
-
-    def record(self, step: int, probe: str | None) -> None:
-        for kind, series in self.captured.items():
-            for qname, parts in series.items():
-                t = parts[0]
-                self.w.recorder.record(kind, qname, t, step=step, probe=probe,
-                                       channel_axis=0 if t.ndim else None,
-                                       max_elements=self.max_elements, copy=False,
-                                       attrs=self.attrs(kind, qname))
 
 
 class WeightCapture(ParameterCapture):

@@ -92,10 +92,13 @@ def select(model: Any, layers: Iterable[Any] | None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Layout:
-    """Where the channel axis is in a tensor, and the names of its other axes."""
+    """Where the channel axis is in a tensor, and the names of its other axes.
+
+    ``dims=None`` leaves the other axes to the Recorder's default names.
+    """
 
     channel_axis: int | None
-    dims: tuple[str, ...]
+    dims: tuple[str, ...] | None
 
 
 @dataclass
