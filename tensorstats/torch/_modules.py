@@ -90,6 +90,21 @@ def select(model: Any, layers: Iterable[Any] | None) -> dict[str, Any]:
     return chosen
 
 
+def parameters(modules: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """``{qualified name: (parameter, module name)}`` of the parameters the modules hold.
+
+    A parameter shared by several modules is listed once, under the first.
+    """
+    out: dict[str, tuple[Any, str]] = {}
+    seen: set[int] = set()
+    for name, module in modules.items():
+        for pname, p in module.named_parameters(recurse=False):
+            if id(p) not in seen:
+                seen.add(id(p))
+                out[f"{name}.{pname}" if name != ROOT else pname] = (p, name)
+    return out
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where the channel axis is in a tensor, and the names of its other axes.

@@ -10,7 +10,7 @@ from ..collect.recorder import Recorder
 from ..collect.schedules import Schedule, as_schedule
 from ._capture import HANDLERS, Capture, LocalGradientCapture
 from ._copy import HostCopies
-from ._modules import ROOT, Site, make_site, module_metadata, select
+from ._modules import Site, make_site, module_metadata, parameters, select
 from ._probes import Probes
 
 KINDS = ("weight", "grad", "feature", "feature_grad", "input", "emission", "absorption")
@@ -43,14 +43,8 @@ class Watcher(Probes):
         self.modules = select(model, layers)
         self.probes = self._check_probes(probes)
         self._module_meta = {name: module_metadata(m) for name, m in self.modules.items()}
-        self.params: dict[str, tuple[Any, str]] = {}
+        self.params = parameters(self.modules)
         """Qualified parameter name -> (parameter, name of the module holding it)."""
-        seen: set[int] = set()
-        for name, module in self.modules.items():
-            for pname, p in module.named_parameters(recurse=False):
-                if id(p) not in seen:
-                    seen.add(id(p))
-                    self.params[f"{name}.{pname}" if name != ROOT else pname] = (p, name)
         self.param_attrs = {q: {"module": self._module_meta[m], "module_name": m}
                             for q, (_, m) in self.params.items()}
         self.handlers: list[Capture] = [cls(self) for cls in
