@@ -137,7 +137,8 @@ def offline(args: argparse.Namespace, tmp: Path) -> dict[str, dict[str, float]]:
             return ts.emission_absorption(run, layer).compute()
 
         def arm_kernel(steps=steps, geometry=geometry, size=size):
-            return [emission_absorption(g, w, geometry, size, threads=THREADS) for w, g in steps]
+            return [emission_absorption(g, w, geometry, size, threads=args.threads)
+                    for w, g in steps]
 
         arms = {"brute force": arm_brute, "ts.emission_absorption": arm_ts, "kernel": arm_kernel}
         for fn in arms.values():  # warm-up (compiles the kernel, fills caches)
@@ -238,17 +239,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5, help="rounds of the offline part (5)")
     p.add_argument("--train-steps", type=int, default=400, help="training steps per run (400)")
     p.add_argument("--train-rounds", type=int, default=7, help="rounds of the capture part (7)")
+    p.add_argument("--threads", type=int, default=THREADS,
+                   help=f"torch threads ({THREADS}); 1 simulates a host with a spare core, as "
+                        "issue 13 measures the collector")
+    p.add_argument("--offline", action=argparse.BooleanOptionalAction, default=True,
+                   help="run the offline part (default: yes)")
     p.add_argument("--quick", action="store_true", help="a smoke run")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.quick:
         args.steps, args.rounds, args.train_steps, args.train_rounds = 2, 1, 30, 1
-    torch.set_num_threads(THREADS)
-    print(f"torch {torch.__version__}, {THREADS} threads, allocator: {set_malloc('steady')}")
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} threads, allocator: {set_malloc('steady')}")
     tmp = Path(tempfile.mkdtemp(prefix="tensorstats-emission-"))
     try:
         overhead(args, tmp)  # first: the offline part leaves the process warmer
-        offline(args, tmp)
+        if args.offline:
+            offline(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
