@@ -16,9 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from ..dims import CHANNEL, ELEMENT, IN_CHANNEL, OUT_CHANNEL, SAMPLE, STEP
-from .geometry import Geometry
-from .groups import check_input, is_dask
+from ..dims import CHANNEL, IN_CHANNEL, OUT_CHANNEL, SAMPLE, STEP
+from .geometry import Geometry, check_layer_series
+from .groups import is_dask
 from .kernels.emission import emission_absorption
 
 BLOCK_BYTES = 64 * 2**20
@@ -81,15 +81,8 @@ def _input_size(geometry: Geometry, layer: str, output_size: tuple[int, ...],
 
 def _check(weight: xr.DataArray, grad: xr.DataArray, geometry: Geometry, layer: str) -> None:
     for name, da in (("weight", weight), ("feature_grad", grad)):
-        check_input(da, name)
-        if ELEMENT in da.dims:
-            raise ValueError(f"layer {layer!r}: its {name} series was subsampled "
-                             "(max_elements); emission/absorption needs the full tensor")
-        if STEP not in da.dims or CHANNEL not in da.dims:
-            raise ValueError(f"layer {layer!r}: {name} has dims {da.dims}; expected "
-                             f"{STEP!r} and {CHANNEL!r}")
-    expected = (geometry.out_channels, geometry.in_channels // geometry.groups,
-                *geometry.kernel_size)
+        check_layer_series(da, name, layer, "emission/absorption")
+    expected = geometry.weight_shape
     got = tuple(weight.sizes[d] for d in weight.dims if d != STEP)
     if got != expected:
         raise ValueError(f"layer {layer!r}: weight of shape {got} per step; its module "

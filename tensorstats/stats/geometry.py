@@ -24,6 +24,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import xarray as xr
+
+from ..dims import CHANNEL, ELEMENT, MOMENT, STEP
+from .groups import check_input
+
 LINEAR_TYPES = frozenset({"Linear", "LazyLinear", "NonDynamicallyQuantizableLinear"})
 """Module types read as a Linear layer (``y = x Wᵀ + b`` over the last axis)."""
 
@@ -75,6 +80,11 @@ class Geometry:
         return math.prod(self.kernel_size)
 
     @property
+    def weight_shape(self) -> tuple[int, ...]:
+        """Shape of the weight in PyTorch's layout: (out, in // groups, *kernel)."""
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+
+    @property
     def fan_in(self) -> int:
         """Inputs summed into one output value: ``in_channels // groups · taps``."""
         return self.in_channels // self.groups * self.taps
@@ -111,6 +121,25 @@ class Geometry:
         if len(size) != self.ndim:
             raise ValueError(f"a {self.ndim}-d layer needs a {self.ndim}-d {what}, got "
                              f"{tuple(size)}")
+
+
+def check_layer_series(da: object, name: str, layer: str, analysis: str) -> xr.DataArray:
+    """``da`` if it is a full, real-valued series over ``step`` and ``channel`` of ``layer``.
+
+    Raises TypeError (not a real-valued DataArray) or ValueError (a dim
+    missing, or subsampled with ``max_elements``: ``analysis`` needs every
+    element), naming the layer and the series.
+    """
+    da = check_input(da, name)
+    for dim in (STEP, CHANNEL):
+        if dim not in da.dims:
+            raise ValueError(f"layer {layer!r}: the {name} series has dims {list(da.dims)}, "
+                             f"without {dim!r}")
+    if ELEMENT in da.dims or MOMENT in da.dims:
+        raise ValueError(f"layer {layer!r}: the {name} series was subsampled (dims "
+                         f"{list(da.dims)}); {analysis} needs the full tensors: record it "
+                         "without max_elements")
+    return da
 
 
 def _ints(value: Any, n: int, name: str, layer: str) -> tuple[int, ...]:

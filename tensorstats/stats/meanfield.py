@@ -17,9 +17,9 @@ from collections.abc import Hashable
 import numpy as np
 import xarray as xr
 
-from ..dims import CHANNEL, ELEMENT, MOMENT, SAMPLE, STEP
-from .geometry import Geometry
-from .groups import check_input, is_dask
+from ..dims import CHANNEL, SAMPLE, STEP
+from .geometry import Geometry, check_layer_series
+from .groups import is_dask
 from .kernels.meanfield import meanfield_variance, patch_mean_square, variance_ratio
 from .moments import moments
 
@@ -43,19 +43,6 @@ def _others(da: xr.DataArray) -> tuple[Hashable, ...]:
     return tuple(d for d in da.dims if d not in (STEP, CHANNEL, SAMPLE))
 
 
-def _check_series(da: object, name: str, layer: str) -> xr.DataArray:
-    da = check_input(da, name)
-    for dim in (STEP, CHANNEL):
-        if dim not in da.dims:
-            raise ValueError(f"layer {layer!r}: the {name} series has dims {list(da.dims)}, "
-                             f"without {dim!r}")
-    if ELEMENT in da.dims or MOMENT in da.dims:
-        raise ValueError(f"layer {layer!r}: the {name} series was subsampled (dims "
-                         f"{list(da.dims)}); the mean-field check needs the full tensors: "
-                         "record it without max_elements")
-    return da
-
-
 def _check_sizes(feature: xr.DataArray, inputs: xr.DataArray, weight: xr.DataArray,
                  bias: xr.DataArray | None, geometry: Geometry, layer: str) -> None:
     """ValueError naming the layer, the series and the sizes where they disagree."""
@@ -71,9 +58,8 @@ def _check_sizes(feature: xr.DataArray, inputs: xr.DataArray, weight: xr.DataArr
     if inputs.sizes[CHANNEL] != g.in_channels:
         fail("the input's channel count", inputs.sizes[CHANNEL], g.in_channels)
     shape = tuple(weight.sizes[d] for d in weight.dims if d != STEP)
-    expected: tuple[int, ...] = (g.out_channels, g.in_channels // g.groups, *g.kernel_size)
-    if shape != expected:
-        fail("the weight's shape (without step)", shape, expected)
+    if shape != g.weight_shape:
+        fail("the weight's shape (without step)", shape, g.weight_shape)
     if bias is not None:
         shape = tuple(bias.sizes[d] for d in bias.dims if d != STEP)
         if shape != (g.out_channels,):
@@ -177,7 +163,8 @@ def meanfield_from(feature: xr.DataArray, input: xr.DataArray,
     series = {"feature": feature, "input": input, "weight": weight}
     if bias is not None:
         series["bias"] = bias
-    series = {name: _check_series(da, name, layer) for name, da in series.items()}
+    series = {name: check_layer_series(da, name, layer, "the mean-field check")
+              for name, da in series.items()}
     _check_sizes(series["feature"], series["input"], series["weight"], series.get("bias"),
                  geometry, layer)
     others = {d for da in series.values() for d in da.dims if d != STEP}

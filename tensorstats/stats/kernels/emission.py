@@ -146,9 +146,9 @@ def _as_kernel_input(g: np.ndarray, w: np.ndarray, geometry: Geometry,
     c2g = geometry.in_channels // geometry.groups
     if g.ndim < 2 or g.shape[1] != c1:
         raise ValueError(f"gradient of shape {g.shape}: expected (sample, {c1}, ...)")
-    if w.shape != (c1, c2g, *geometry.kernel_size):
+    if w.shape != geometry.weight_shape:
         raise ValueError(f"weight of shape {w.shape}: expected "
-                         f"{(c1, c2g, *geometry.kernel_size)}")
+                         f"{geometry.weight_shape}")
     if geometry.kind == "linear":  # positions (tokens...) are independent: a 1x1 conv
         positions = (math.prod(g.shape[2:]),)
         g = g.reshape(g.shape[0], c1, 1, 1, positions[0])
