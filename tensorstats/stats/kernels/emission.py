@@ -139,26 +139,32 @@ def _plan(geometry: Geometry, input_size: Sequence[int]) -> tuple[np.ndarray, ..
             np.array(in_size, np.int64), np.array(shift, np.int64))
 
 
-def _as_kernel_input(g: np.ndarray, w: np.ndarray, geometry: Geometry,
-                     input_size: Sequence[int]) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """``g`` as (N, C₁, O₀, O₁, O₂) and ``w`` as (C₁, C₂/groups, taps) float64; checked."""
+def _check_shapes(g: np.ndarray, w: np.ndarray, geometry: Geometry,
+                  input_size: Sequence[int]) -> None:
+    """ValueError unless ``g`` and ``w`` have the shapes ``geometry`` gives them."""
     c1 = geometry.out_channels
-    c2g = geometry.in_channels // geometry.groups
     if g.ndim < 2 or g.shape[1] != c1:
         raise ValueError(f"gradient of shape {g.shape}: expected (sample, {c1}, ...)")
     if w.shape != geometry.weight_shape:
-        raise ValueError(f"weight of shape {w.shape}: expected "
-                         f"{geometry.weight_shape}")
+        raise ValueError(f"weight of shape {w.shape}: expected {geometry.weight_shape}")
+    if geometry.kind == "conv" and g.shape[2:] != geometry.output_size(input_size):
+        raise ValueError(f"gradient of spatial size {g.shape[2:]}: an input of size "
+                         f"{tuple(input_size)} gives outputs of size "
+                         f"{geometry.output_size(input_size)}")
+
+
+def _as_kernel_input(g: np.ndarray, w: np.ndarray, geometry: Geometry,
+                     input_size: Sequence[int]) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """``g`` as (N, C₁, O₀, O₁, O₂) and ``w`` as (C₁, C₂/groups, taps) float64; checked."""
+    _check_shapes(g, w, geometry, input_size)
+    c1 = geometry.out_channels
+    c2g = geometry.in_channels // geometry.groups
     if geometry.kind == "linear":  # positions (tokens...) are independent: a 1x1 conv
         positions = (math.prod(g.shape[2:]),)
         g = g.reshape(g.shape[0], c1, 1, 1, positions[0])
         input_size = positions
         geometry = Geometry("conv", geometry.in_channels, c1, (1,), (1,), ((0, 0),), (1,))
     else:
-        expected = geometry.output_size(input_size)
-        if g.shape[2:] != expected:
-            raise ValueError(f"gradient of spatial size {g.shape[2:]}: an input of size "
-                             f"{tuple(input_size)} gives outputs of size {expected}")
         g = g.reshape(g.shape[0], c1, *_padded3(g.shape[2:], 1))
     if g.dtype not in (np.float32, np.float64):
         g = g.astype(np.float64)
@@ -244,7 +250,7 @@ def emission_absorption(g: np.ndarray, w: np.ndarray, geometry: Geometry,
     """
     if pointwise(geometry):
         g, w = np.asarray(g), np.asarray(w)
-        _as_kernel_input(g, w, geometry, input_size)  # the same checks
+        _check_shapes(g, w, geometry, input_size)
         return _pointwise_statistics(g, w, geometry.groups)
     return norms_to_statistics(local_gradient_sqnorms(g, w, geometry, input_size, threads),
                                geometry.groups)
