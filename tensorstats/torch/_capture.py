@@ -3,6 +3,7 @@
 The :class:`~tensorstats.torch.Watcher` owns the hooks and calls every
 handler that asked for a hook point:
 
+- ``new_site(site)``: a watched module is called for the first time;
 - ``pass_start()``: a training pass begins (its first forward call);
 - ``forward(site, index, inputs, out)``: a watched module ran;
 - ``output_grad(site, index, grad)``: the gradient of that module's output arrived;
@@ -44,6 +45,9 @@ class Capture:
         slot = (self.w.scope or "", kind, key, index)
         self.captured[kind].setdefault(key, {})[index] = self.w.copies.grab(t, channel_axis,
                                                                             slot)
+
+    def new_site(self, site: Site) -> None:
+        """A watched module was called for the first time at ``site``."""
 
     def pass_start(self) -> None:
         """A training pass begins."""
@@ -184,7 +188,7 @@ class LocalGradientCapture(Capture):
         super().__init__(watcher)
         self.wanted = tuple(k for k in self.kinds if k in watcher.kinds)
 
-    def setup(self, site: Site) -> None:
+    def new_site(self, site: Site) -> None:
         """Find the geometry of a new site (warn once where it is unsupported)."""
         try:
             site.geometry = layer_geometry(site.attrs["module"], site.key)

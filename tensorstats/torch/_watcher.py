@@ -8,7 +8,7 @@ from typing import Any
 
 from ..collect.recorder import Recorder
 from ..collect.schedules import Schedule, as_schedule
-from ._capture import HANDLERS, Capture, LocalGradientCapture
+from ._capture import HANDLERS, Capture
 from ._copy import HostCopies
 from ._modules import Site, make_site, module_metadata, parameters, select
 from ._probes import Probes
@@ -113,8 +113,7 @@ class Watcher(Probes):
             site = self.sites[key] = make_site(key, name, module, self._module_meta[name],
                                                inputs, out)
             for h in self.handlers:
-                if isinstance(h, LocalGradientCapture):
-                    h.setup(site)
+                h.new_site(site)
         return site
 
     def _forward_hook(self, name: str) -> Callable[..., None]:
