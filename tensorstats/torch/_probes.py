@@ -19,14 +19,18 @@ PER_LAYER_KINDS = ("feature", "feature_grad", "input", "emission", "absorption")
 """Kinds recorded per module call; the others (``weight``, ``grad``) per parameter."""
 
 
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"probe names must be non-empty strings, got {name!r}")
+
+
 class Probes:
     """Probe passes of a :class:`~tensorstats.torch.Watcher` (a base class of it)."""
 
     def _check_probes(self: Watcher, probes: Mapping[str, Any] | None) -> dict[str, Any]:
         probes = dict(probes or {})
         for name, x in probes.items():
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"probe names must be non-empty strings, got {name!r}")
+            _check_name(name)
             if not isinstance(x, (self.torch.Tensor, tuple)):
                 raise TypeError(f"probe {name!r} must be a tensor or a tuple of model "
                                 f"inputs, got {type(x).__name__}")
@@ -40,7 +44,7 @@ class Probes:
         """
         states = {m: m.training for m in self.model.modules()}
         kinds = set(kinds)
-        training = [h.captured for h in self.handlers], self._calls
+        training_captured, training_calls = [h.captured for h in self.handlers], self._calls
         for h in self.handlers:
             h.captured = {k: {} for k in h.kinds}
         self.scope, self._scope_passes, self._calls = name, 0, {}
@@ -52,9 +56,9 @@ class Probes:
             yield
         finally:
             self.scope, self._scope_handlers = None, self.handlers
-            for h, captured in zip(self.handlers, training[0], strict=True):
+            for h, captured in zip(self.handlers, training_captured, strict=True):
                 h.captured = captured
-            self._calls = training[1]
+            self._calls = training_calls
             for m, mode in states.items():  # exactly as before, module by module
                 m.training = mode
 
@@ -112,8 +116,7 @@ class Probes:
         5
         """
         self._check_alive()
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"probe names must be non-empty strings, got {name!r}")
+        _check_name(name)
         if self.scope is not None:
             raise RuntimeError(f"probe_pass({name!r}) inside probe pass {self.scope!r}")
         step = self._last_step if step is None else step
