@@ -15,13 +15,12 @@ from typing import Any
 import xarray as xr
 
 from .dims import CHANNEL, IN_CHANNEL, OUT_CHANNEL, SAMPLE, STEP
+from .kinds import PER_LAYER_KINDS
 from .stats.emission import emission_absorption_from
 from .stats.geometry import Geometry, layer_geometry
 from .stats.meanfield import meanfield_from
 
 SOURCES = ("auto", "offline", "captured")
-PER_LAYER_KINDS = ("feature_grad", "feature", "input", "emission", "absorption")
-"""Kinds recorded per module call, with the module's metadata in their attrs."""
 
 
 class LayerSeries:

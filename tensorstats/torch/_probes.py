@@ -12,11 +12,10 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from ..kinds import PER_LAYER_KINDS
+
 if TYPE_CHECKING:
     from ._watcher import Watcher
-
-PER_LAYER_KINDS = ("feature", "feature_grad", "input", "emission", "absorption")
-"""Kinds recorded per module call; the others (``weight``, ``grad``) per parameter."""
 
 
 def _check_name(name: object) -> None:
