@@ -31,6 +31,7 @@ from .store.format import (
     TENSORS,
     major,
 )
+from .errors import FormatVersionError, NotARunStoreError, StoreNotFoundError, UnknownSeriesError
 from .store.local_read import LocalChunkReader
 from .store.names import decode_name, encode_name
 
@@ -63,7 +64,15 @@ class _Series:
 
 def _read_json(backend: Backend, key: str) -> dict[str, Any] | None:
     raw = backend.read(key)
-    return None if raw is None else json.loads(raw)
+    if raw is None:
+        return None
+    try:
+        meta = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise NotARunStoreError(f"{backend.url!r}: {key} is not valid JSON ({e})") from e
+    if not isinstance(meta, dict):
+        raise NotARunStoreError(f"{backend.url!r}: {key} is not a JSON object")
+    return meta
 
 
 def _fmt_bytes(n: float) -> str:
@@ -109,14 +118,15 @@ class Run:
         self._chunk_bytes = chunk_bytes
         root = _read_json(self._backend, "zarr.json")
         if root is None:
-            raise FileNotFoundError(f"no run store at {self.store!r} (no zarr.json there)")
+            raise StoreNotFoundError(f"no run store at {self.store!r} (no zarr.json there)")
         self.attrs: dict[str, Any] = root.get("attributes", {})
         meta = self.attrs.get(META_KEY, {})
         if meta.get("format") != FORMAT_NAME:
-            raise ValueError(f"{self.store!r} is not a tensorstats run store")
+            raise NotARunStoreError(f"{self.store!r} is not a tensorstats run store (its "
+                                    "zarr.json has no tensorstats format attribute)")
         version = meta.get("format_version", "0")
         if major(version) != major(FORMAT_VERSION):
-            raise ValueError(
+            raise FormatVersionError(
                 f"{self.store!r} uses store format {version}; tensorstats {__version__} reads "
                 f"format {major(FORMAT_VERSION)}.x")
         self._zarr = zarr.open_group(self._backend.zarr_store(read_only=True), mode="r",
@@ -164,7 +174,7 @@ class Run:
             step_arr = self._zarr[f"{key}/{STEP_VAR}"]
             data_arr = self._zarr[f"{key}/{var}"]
         except KeyError as e:
-            raise ValueError(f"store is damaged: {key} lacks an array ({e})") from e
+            raise NotARunStoreError(f"store is damaged: {key} lacks an array ({e})") from e
         members = set(self._backend.children(key))
         moments = self._zarr[f"{key}/{MOMENTS_VAR}"] if MOMENTS_VAR in members else None
         positions = (np.asarray(self._zarr[f"{key}/{INDICES_VAR}"][:])
@@ -189,7 +199,7 @@ class Run:
     def layers(self, kind: str) -> list[str]:
         """Sorted layer names recorded under ``kind``."""
         if kind not in self._tensors:
-            raise KeyError(f"no kind {kind!r} in {self.store!r}; kinds: {self.kinds}")
+            raise UnknownSeriesError(f"no kind {kind!r} in {self.store!r}; kinds: {self.kinds}")
         return list(self._tensors[kind])
 
     @property
@@ -230,9 +240,9 @@ class Run:
         layers = self._tensors.get(kind)
         where = f"{self.store!r}" + (f" (probe {self.probe_name!r})" if self.probe_name else "")
         if layers is None:
-            raise KeyError(f"no kind {kind!r} in {where}; kinds: {self.kinds}")
+            raise UnknownSeriesError(f"no kind {kind!r} in {where}; kinds: {self.kinds}")
         if layer not in layers:
-            raise KeyError(f"no layer {layer!r} of kind {kind!r} in {where}; "
+            raise UnknownSeriesError(f"no layer {layer!r} of kind {kind!r} in {where}; "
                            f"layers: {list(layers)}")
         return layers[layer]
 
@@ -261,7 +271,7 @@ class Run:
         ``layers``, ``[kind, layer]`` work as for the training batch.
         """
         if name not in self.probes:
-            raise KeyError(f"no probe {name!r} in {self.store!r}; probes: {self.probes}")
+            raise UnknownSeriesError(f"no probe {name!r} in {self.store!r}; probes: {self.probes}")
         return Run(self.store, storage_options=self._storage_options,
                    chunk_bytes=self._chunk_bytes, _probe=name)
 
@@ -429,7 +439,7 @@ class Runs:
         """``runs[kind, layer]``: dims ``("run", "step", ...)``, steps outer-joined."""
         missing = [n for n, r in self.runs.items() if key not in r]
         if missing:
-            raise KeyError(f"{key!r} is missing from runs {missing}")
+            raise UnknownSeriesError(f"{key!r} is missing from runs {missing}")
         arrays = {n: r[key] for n, r in self.runs.items()}
         first_name, first = next(iter(arrays.items()))
         for n, a in arrays.items():

@@ -66,7 +66,25 @@ def _aggregate(x: np.ndarray, axis: tuple[int, ...], keepdims: bool = False,
     return _pack(finish_moments(_merge(x, axis)), RESULT_DTYPE)
 
 
-def moments(da: xr.DataArray, *, by: By = None) -> xr.Dataset:
+def _check_ddof(ddof: object) -> int:
+    if isinstance(ddof, bool) or not isinstance(ddof, (int, np.integer)) or ddof < 0:
+        raise ValueError(f"ts.moments: ddof must be a non-negative int, got {ddof!r}")
+    return int(ddof)
+
+
+def _with_ddof(ds: xr.Dataset, ddof: int) -> xr.Dataset:
+    """``var`` divided by ``count - ddof`` instead of ``count`` (NaN where not positive)."""
+    if ddof:
+        count = ds["count"]
+        # (var * count) is the centred sum of squares, exact as it was summed
+        ds["var"] = ds["var"] * count / (count - ddof).where(count > ddof)
+        ds["std"] = np.sqrt(ds["var"])
+    ds["var"].attrs["ddof"] = ddof
+    ds["std"].attrs["ddof"] = ddof
+    return ds
+
+
+def moments(da: xr.DataArray, *, by: By = None, ddof: int = 0) -> xr.Dataset:
     """Count, mean, variance, skewness, excess kurtosis, min and max of each group.
 
     Statistics are over the finite values of each group; ``nan_count`` and
@@ -84,13 +102,19 @@ def moments(da: xr.DataArray, *, by: By = None) -> xr.Dataset:
         so ``ts.moments(run.moments("feature", "conv1"))`` gives the moments
         of the full tensors, not of the sample.
     {by}
+    ddof : int, default 0
+        Delta degrees of freedom of ``var`` and ``std``: the sum of squared
+        deviations is divided by ``count - ddof``. ``ddof=1`` gives the
+        sample variance of certified reference values (NIST StRD) and of
+        :func:`numpy.var` with ``ddof=1``; groups with ``count <= ddof`` give
+        NaN. ``skew`` and ``kurtosis`` are unaffected.
 
     Returns
     -------
     xarray.Dataset
         Over the kept dims: ``count`` (finite values), ``nan_count``,
-        ``inf_count`` (int64); ``mean``, ``var`` (divided by ``count``, i.e.
-        ddof=0), ``std``, ``skew`` (biased g1, as :func:`scipy.stats.skew`),
+        ``inf_count`` (int64); ``mean``, ``var`` (divided by ``count - ddof``),
+        ``std``, ``skew`` (biased g1, as :func:`scipy.stats.skew`),
         ``kurtosis`` (excess, biased g2, as :func:`scipy.stats.kurtosis`),
         ``min``, ``max`` (float64). Lazy when ``da`` is. Groups without a
         finite value give NaN; ``skew`` and ``kurtosis`` are NaN below 3
@@ -106,10 +130,13 @@ def moments(da: xr.DataArray, *, by: By = None) -> xr.Dataset:
     (('step', 'channel'), 21.5, 1.25)
     >>> float(ts.moments(da, by="step")["max"].sel(step=0))
     11.0
+    >>> float(ts.moments(da, ddof=1)["var"][0, 0])  # as np.var(x[0, 0], ddof=1)
+    1.6666666666666667
     """
     check_input(da)
+    ddof = _check_ddof(ddof)
     if MOMENT in da.dims:
-        return _from_stored(da, by)
+        return _with_ddof(_from_stored(da, by), ddof)
     kept, pooled = resolve_by(da, by)
     arr = da.transpose(*kept, *pooled)
     axis = tuple(range(len(kept), arr.ndim))
@@ -129,9 +156,8 @@ def moments(da: xr.DataArray, *, by: By = None) -> xr.Dataset:
         fields = finish_moments(partial_moments(flat, threads=1))
     ds = xr.Dataset({name: (kept, fields[name]) for name in RESULT_FIELDS},
                     coords=kept_coords(da, kept))
-    ds["var"].attrs["ddof"] = 0
     ds["kurtosis"].attrs["definition"] = "excess (Fisher): normal is 0"
-    return ds
+    return _with_ddof(ds, ddof)
 
 
 def _merge_stored_n(values: np.ndarray, *, fields: tuple[str, ...], npooled: int) -> tuple:
@@ -168,7 +194,6 @@ def _from_stored(da: xr.DataArray, by: By) -> xr.Dataset:
         output_dtypes=[np.int64 if f in COUNT_FIELDS else np.float64 for f in RESULT_FIELDS])
     ds = xr.Dataset(dict(zip(RESULT_FIELDS, results, strict=True)),
                     coords=kept_coords(template, kept))
-    ds["var"].attrs["ddof"] = 0
     ds.attrs["source"] = "stored exact moments of the full tensors"
     return ds
 
