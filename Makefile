@@ -9,23 +9,34 @@ STAMP  := $(VENV)/.tensorstats-installed
 # that no later requirement pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test lint bench clean-venv
+.PHONY: demo test lint bench docs browser clean-venv
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
-	$(PY) -m pip install --quiet -e ".[dev,torch]"
+	$(PY) -m pip install --quiet -e ".[dev,torch,plot]"
 	touch $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m tensorstats.demo
 
-test: $(STAMP)
+# The report's browser test opens it in Debian's headless Chromium; installed
+# here when missing and the machine allows it (root with apt), else that one
+# test is skipped with its reason.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq >/dev/null 2>&1 \
+	  && apt-get install -y -qq chromium >/dev/null 2>&1)) || echo "chromium not installed: the browser test will skip"; }
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(PY) -m ruff check tensorstats tests benchmarks examples
+
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict -d site
 
 bench: $(STAMP)
 	$(PY) benchmarks/write_throughput.py
