@@ -35,6 +35,9 @@ POSITION: Final = "position"
 SAMPLE: Final = "sample"
 """Batch axis of recorded features, inputs and their gradients (and of emission/absorption)."""
 
+TOKEN: Final = "token"
+"""Sequence position of a Linear's or attention's (batch, tokens, features) tensors."""
+
 OUT_CHANNEL: Final = "out_channel"
 """Output channel c₁ of a Conv/Linear layer in emission results (emitted from)."""
 
@@ -46,9 +49,6 @@ LAYER: Final = "layer"
 
 POOLED: Final = "__pooled__"
 """Core dim into which an analysis pools every dim not in ``by`` (never in results)."""
-
-GROUPS: Final = "__groups__"
-"""Core dim into which multiple-testing corrections pool every group (never in results)."""
 
 DEFAULT_BY: Final = (RUN, STEP, CHANNEL)
 """Dims an analysis keeps by default: whichever of these its input has."""

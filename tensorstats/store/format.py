@@ -39,12 +39,6 @@ CODECS: Final = ("none", "lz4", "zstd")
 DEFAULT_CODEC: Final = "none"
 """Chosen from ``benchmarks/write_throughput.py``; see ``docs/benchmarks.md``."""
 
-STORED_DTYPES: Final = frozenset(
-    ["bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
-     "float16", "float32", "float64"]
-)
-"""Zarr v3 core data types used by the format (names equal NumPy's)."""
-
 
 def major(version: str) -> int:
     """Major number of a ``MAJOR.MINOR`` version string.
