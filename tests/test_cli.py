@@ -257,3 +257,30 @@ def test_no_progress_bar_when_piped(run_path, tmp_path):
     res = cli("analyze", str(run_path), "--tests", "none", "-o", str(tmp_path / "p.csv"))
     assert res.returncode == 0
     assert "[#" not in res.stdout and "%" not in res.stdout and "\r" not in res.stdout
+
+
+def test_progress_bars_on_a_terminal(run_path, tmp_path):
+    """On a terminal (a pseudo-terminal here) the run bar and Dask's bar are drawn."""
+    import pty
+
+    out = tmp_path / "tty.csv"
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([str(EXE), "analyze", str(run_path), "--tests", "shapiro",
+                             "-o", str(out)], stdout=secondary, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 4096)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=300) == 0, proc.stderr.read()
+    os.close(primary)
+    text = b"".join(chunks).decode(errors="replace")
+    assert "analysing runs" in text  # click's bar, one item per run
+    assert "100% Completed" in text  # dask's bar
+    assert out.exists()
