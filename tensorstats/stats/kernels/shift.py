@@ -35,7 +35,6 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
-from scipy import stats
 from scipy.special import gammaln, rel_entr
 
 from .blocks import map_row_blocks, rows_per_block
@@ -158,6 +157,8 @@ def ks_pvalue(d: np.ndarray, n: int, m: int, method: str = "auto") -> np.ndarray
     big, small = max(n, m), min(n, m)
     todo = np.isnan(p)
     if todo.any():
+        from scipy import stats  # here: scipy.stats takes 0.3 s to import
+
         p[todo] = stats.kstwo.sf(d_uniq[todo], np.round(big * small / (big + small)))
     out[ok] = np.clip(p[inverse.reshape(-1)], 0.0, 1.0)
     return out
