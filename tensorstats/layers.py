@@ -206,11 +206,11 @@ def emission_absorption(run: Any, layer: str, *, source: str = "auto",
     hint = ("record feature_grad with watch(kinds=(..., 'feature_grad')), or capture "
             "kinds 'emission' and 'absorption'")
     grad = pair.series("feature_grad", hint)
+    geometry = pair.geometry()
     if weight is None:
         raise KeyError(f"layer {layer!r}: no weight series {pair.module_name + '.weight'!r} in "
                        f"{pair.where}; "
                        "record kind 'weight' too")
-    geometry = pair.geometry()
     ds = emission_absorption_from(weight, grad, geometry=geometry, layer=layer,
                                   input_shape=input_shape or pair.input_shape(),
                                   sample_block=sample_block)
@@ -248,11 +248,11 @@ def meanfield(run: Any, layer: str) -> xr.Dataset:
     pair = LayerSeries(run, layer)
     feature = pair.series("feature", "record kind 'feature'")
     inputs = pair.series("input", "record kind 'input' too: watch(..., kinds=(..., 'input'))")
+    geometry = pair.geometry()
     weight = pair.parameter("weight")
     if weight is None:
         raise KeyError(f"layer {layer!r}: no weight series {pair.module_name + '.weight'!r} in "
                        f"{pair.where}; record kind 'weight' too")
-    geometry = pair.geometry()
     bias = pair.parameter("bias")
     if bias is None and (pair.module or {}).get("bias"):
         raise KeyError(f"layer {layer!r} has a bias but no weight series "

@@ -81,6 +81,8 @@ def test_watch_matches_autograd(tmp_path):
     run = ts.open_run(tmp_path / "run.zarr")
     assert run.kinds == ["feature", "feature_grad", "grad", "weight"]
     assert run.layers("feature") == ["conv1", "conv2", "conv3", "fc1", "fc2"]
+    assert run.layers("weight") == run.layers("grad") == sorted(
+        n for n, _ in model.named_parameters())  # every parameter by default
     np.testing.assert_allclose(run.scalars["loss"].values,
                                [references[s][3].item() for s in range(5)], rtol=1e-6)
     for step in (0, 2, 4):
@@ -252,7 +254,7 @@ def test_reused_module_and_eval_mode_module(tmp_path):
                                ref["shared.weight"].numpy(), rtol=1e-5)
 
 
-def test_gradient_accumulation_records_first_pass(tmp_path):
+def test_gradient_accumulation_features_of_first_pass_grad_accumulated(tmp_path):
     torch.manual_seed(0)
     model = nn.Linear(3, 2)
     xs = [torch.randn(4, 3), torch.randn(4, 3)]
@@ -260,6 +262,7 @@ def test_gradient_accumulation_records_first_pass(tmp_path):
     w = ts.torch.watch(model, rec, every=1)
     for x in xs:
         model(x).sum().backward()
+    used = model.weight.grad.clone()  # what an optimizer.step() here would use
     w.step(0)
     w.remove()
     rec.close()
@@ -267,9 +270,11 @@ def test_gradient_accumulation_records_first_pass(tmp_path):
     np.testing.assert_allclose(run["feature", "(root)"].values[0], (xs[0] @ model.weight.T
                                                               + model.bias).detach().numpy().T,
                                rtol=1e-6)
-    # grad after the first backward: the first batch's gradient only
-    np.testing.assert_allclose(run["grad", "weight"].values[0],
-                               np.tile(xs[0].sum(0).numpy(), (2, 1)), rtol=1e-6)
+    # grad: the accumulated .grad after the last backward, i.e. d(sum of both losses)/dW,
+    # which for sum(x @ W.T + b) is the column sums of both batches, in each row
+    expected = np.tile((xs[0].sum(0) + xs[1].sum(0)).numpy(), (2, 1))
+    np.testing.assert_allclose(run["grad", "weight"].values[0], expected, rtol=1e-6)
+    np.testing.assert_array_equal(run["grad", "weight"].values[0], used.numpy())
 
 
 def test_layer_selection_inputs_sampling_and_bf16(tmp_path):
@@ -310,6 +315,8 @@ def test_bad_arguments(tmp_path):
         ts.torch.watch(object(), rec)
     with pytest.raises(ValueError, match="no module to watch"):
         ts.torch.watch(nn.Sequential(nn.ReLU()), rec)
+    with pytest.raises(ValueError, match="sequence_dim"):
+        ts.torch.watch(nn.Linear(2, 2), rec, sequence_dim=2)
     w = ts.torch.watch(nn.Linear(2, 2), rec)
     with pytest.warns(UserWarning, match="no forward/backward pass ran"):
         w.step(3)

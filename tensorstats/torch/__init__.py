@@ -26,17 +26,20 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..collect.recorder import Recorder
-from ..dims import SAMPLE
+from ..dims import SAMPLE, TOKEN
 from ._modules import ROOT, module_metadata
+from ._sequence import SEQUENCE_DIMS
 from ._watcher import DEFAULT_KINDS, KINDS, Watcher
 
-__all__ = ["DEFAULT_KINDS", "KINDS", "ROOT", "SAMPLE", "Watcher", "module_metadata", "watch"]
+__all__ = ["DEFAULT_KINDS", "KINDS", "ROOT", "SAMPLE", "SEQUENCE_DIMS", "TOKEN", "Watcher",
+           "module_metadata", "watch"]
 
 
 def watch(model: Any, recorder: Recorder, *, every: Any = 1,
           kinds: Iterable[str] = DEFAULT_KINDS, layers: Iterable[Any] | None = None,
           probes: Mapping[str, Any] | None = None, max_elements: int | None = None,
-          asynchronous: bool = True, start_step: int = 0) -> Watcher:
+          asynchronous: bool = True, start_step: int = 0,
+          sequence_dim: int | str | None = "auto") -> Watcher:
     """Record a PyTorch model's tensors during training with hooks.
 
     Parameters
@@ -63,7 +66,11 @@ def watch(model: Any, recorder: Recorder, *, every: Any = 1,
         gradient itself.
     layers
         Which modules: names, glob patterns (``"features.*"``) or module types.
-        Default: every ``Linear`` and ``Conv1d/2d/3d``.
+        Default: the outputs of every ``Linear``, ``Conv1d/2d/3d`` and
+        ``MultiheadAttention``, and every parameter of the model (as
+        ``model.named_parameters()`` names them: embeddings, norms,
+        ``self_attn.in_proj_weight``, ...). Given, the chosen modules'
+        outputs and the parameters they and their submodules hold.
     probes
         ``{"valid": x, ...}``: fixed inputs run through the model at each
         logging step, in eval mode under ``no_grad``, after the training
@@ -76,6 +83,15 @@ def watch(model: Any, recorder: Recorder, *, every: Any = 1,
         Switch the recorder to background writing (default).
     start_step
         The step number of the first pass.
+    sequence_dim
+        Which axis of a 3-d Linear or attention tensor holds the tokens; it
+        is then named ``token``, and the batch axis ``sample``. ``"auto"``
+        (default) asks the model: the nearest enclosing module with a
+        ``batch_first`` attribute (or whose submodules' ``batch_first`` all
+        agree), or a Hugging Face ``PreTrainedModel`` (batch-first); where
+        nothing says, the axis stays ``dim_1``. ``1``: batch-first
+        ``(batch, tokens, features)`` everywhere; ``0``: sequence-first
+        ``(tokens, batch, features)``; ``None``: never name it.
 
     Returns
     -------
@@ -84,6 +100,8 @@ def watch(model: Any, recorder: Recorder, *, every: Any = 1,
         (or leaving a ``with`` block) detaches every hook. ``with
         w.probe_pass("valid"): ...`` records evaluation passes with a backward
         pass (e.g. emission/absorption on validation images).
+        ``w.begin_pass()`` marks a training pass that does not call the model
+        itself (only its submodules).
 
     Notes
     -----
@@ -91,11 +109,19 @@ def watch(model: Any, recorder: Recorder, *, every: Any = 1,
     the weights are copied when the pass starts (before ``optimizer.step()``
     changes them), the grads when backward has accumulated them, and the
     features and their gradients as they are produced. With gradient
-    accumulation, only the first pass of a logged step is recorded. A module
-    called several times in a pass records its calls as ``name``,
-    ``name[1]``, ``name[2]``... Feature dims are ``(step, channel, sample,
-    height, width)`` for Conv2d outputs and ``(step, channel, sample)`` for
-    Linear ones. Parameters are those held directly by the watched modules.
+    accumulation (several forward and backward passes before one
+    ``w.step``), ``weight``, ``feature``, ``feature_grad``, ``input`` and
+    emission/absorption come from the first pass of the logged step, and
+    ``grad`` is the accumulated ``.grad`` after the last backward pass: the
+    gradient the optimiser uses. A module called several times in a pass
+    records its calls as ``name``, ``name[1]``, ``name[2]``... Feature dims
+    are ``(step, channel, sample, height, width)`` for Conv2d outputs,
+    ``(step, channel, sample)`` for Linear ones and ``(step, channel, sample,
+    token)`` (or ``token, sample``) for Linear and attention outputs over
+    tokens. ``nn.MultiheadAttention``'s feature is element 0 of its output
+    (the attention output after ``out_proj``); see ``docs/torch.md`` for
+    what fused attention hides.
     """
     return Watcher(model, recorder, every=every, kinds=kinds, layers=layers, probes=probes,
-                   max_elements=max_elements, asynchronous=asynchronous, start_step=start_step)
+                   max_elements=max_elements, asynchronous=asynchronous, start_step=start_step,
+                   sequence_dim=sequence_dim)

@@ -27,6 +27,9 @@ from ._modules import Layout, Site
 if TYPE_CHECKING:
     from ._watcher import Watcher
 
+FEATURE_ONLY = frozenset({"MultiheadAttention"})
+"""Module types watched by default for their output only (no emission/absorption)."""
+
 
 class Capture:
     """Base class: one captured quantity, recorded as the kinds in :attr:`kinds`."""
@@ -69,19 +72,21 @@ class Capture:
         """The attributes stored with series ``key`` of ``kind``."""
         return self.w.sites[key].attrs
 
-    def joined(self, parts: dict[int, Any]) -> Any:
+    def joined(self, parts: dict[int, Any], layout: Layout) -> Any:
         """The parts of several passes, concatenated along the sample axis in pass order."""
         if len(parts) == 1:
             return next(iter(parts.values()))
-        return self.w.torch.cat([parts[i] for i in sorted(parts)], dim=0)
+        axis = layout.sample_axis
+        return self.w.torch.cat([parts[i] for i in sorted(parts)],
+                                dim=0 if axis is None else axis)
 
     def record(self, step: int, probe: str | None) -> None:
         """Write what was captured as one step of each series."""
         rec = self.w.recorder
         for kind, series in self.captured.items():
             for key, parts in series.items():
-                t = self.joined(parts)
                 layout = self.layout(kind, key)
+                t = self.joined(parts, layout)
                 rec.record(kind, key, t, step=step, channel_axis=layout.channel_axis,
                            dims=layout.dims, probe=probe, max_elements=self.max_elements,
                            copy=False, attrs=self.attrs(kind, key))
@@ -123,13 +128,18 @@ class WeightCapture(ParameterCapture):
 
 
 class GradCapture(ParameterCapture):
-    """``grad``: each parameter's gradient once backward has accumulated it."""
+    """``grad``: each parameter's ``.grad`` as the optimiser will see it.
+
+    Copied each time a backward pass has accumulated it, into the same
+    buffer: with gradient accumulation (several backward passes before one
+    ``w.step``), the last copy, the sum over the passes, is recorded.
+    """
 
     kinds = ("grad",)
     hooks = frozenset({"param_grad"})
 
     def param_grad(self, qname: str, p: Any) -> None:
-        if qname not in self.captured["grad"] and p.grad is not None:
+        if p.grad is not None:
             self.keep("grad", qname, 0, p.grad, None)
 
 
@@ -189,7 +199,13 @@ class LocalGradientCapture(Capture):
         self.wanted = tuple(k for k in self.kinds if k in watcher.kinds)
 
     def new_site(self, site: Site) -> None:
-        """Find the geometry of a new site (warn once where it is unsupported)."""
+        """Find the geometry of a new site (warn once where it is unsupported).
+
+        Attention outputs, watched by default, are left out without a warning:
+        the statistics are defined for Linear and Conv layers only.
+        """
+        if site.attrs["module"]["type"] in FEATURE_ONLY:
+            return
         try:
             site.geometry = layer_geometry(site.attrs["module"], site.key)
         except ValueError as e:
@@ -201,6 +217,8 @@ class LocalGradientCapture(Capture):
         if geometry is None or getattr(site.module, "weight", None) is None:
             return
         input_size = tuple(site.attrs["input_shape"][1:]) if geometry.kind == "conv" else ()
+        if site.output.sample_axis:  # sequence-first (token, sample, features): batch first
+            grad = grad.movedim(site.output.sample_axis, 0)
         emission, absorption = statistics(grad, site.module.weight, geometry, input_size)
         for kind, value in (("emission", emission), ("absorption", absorption)):
             if kind in self.wanted:

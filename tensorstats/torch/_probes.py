@@ -40,8 +40,13 @@ class Probes:
         """Hooks capture into probe ``name`` (every pass, in order), modules in eval mode.
 
         What the training pass captured so far is set aside and restored after.
+        PyTorch's fused fast path of ``nn.MultiheadAttention`` and
+        ``nn.TransformerEncoderLayer``, taken in eval mode without gradients,
+        bypasses their submodules' hooks: it is switched off inside the block.
         """
         states = {m: m.training for m in self.model.modules()}
+        mha = getattr(self.torch.backends, "mha", None)
+        fastpath = mha.get_fastpath_enabled() if mha is not None else None
         kinds = set(kinds)
         training_captured, training_calls = [h.captured for h in self.handlers], self._calls
         for h in self.handlers:
@@ -50,10 +55,14 @@ class Probes:
         self._scope_handlers = [h for h in self.handlers if set(h.kinds) & kinds]
         try:
             self.model.eval()
+            if fastpath:
+                mha.set_fastpath_enabled(False)
             for h in self._handlers("pass_start"):  # the weights this block uses
                 h.pass_start()
             yield
         finally:
+            if fastpath:
+                mha.set_fastpath_enabled(True)
             self.scope, self._scope_handlers = None, self.handlers
             for h, captured in zip(self.handlers, training_captured, strict=True):
                 h.captured = captured

@@ -10,8 +10,9 @@ from ..collect.recorder import Recorder
 from ..collect.schedules import Schedule, as_schedule
 from ._capture import HANDLERS, Capture
 from ._copy import HostCopies
-from ._modules import Site, make_site, module_metadata, parameters, select
+from ._modules import ROOT, Site, make_site, module_metadata, parameters, select
 from ._probes import Probes
+from ._sequence import decide
 
 KINDS = ("weight", "grad", "feature", "feature_grad", "input", "emission", "absorption")
 """What :func:`watch` can capture."""
@@ -24,7 +25,8 @@ class Watcher(Probes):
     def __init__(self, model: Any, recorder: Recorder, *, every: Any = 1,
                  kinds: Iterable[str] = DEFAULT_KINDS, layers: Iterable[Any] | None = None,
                  probes: Mapping[str, Any] | None = None, max_elements: int | None = None,
-                 asynchronous: bool = True, start_step: int = 0) -> None:
+                 asynchronous: bool = True, start_step: int = 0,
+                 sequence_dim: Any = "auto") -> None:
         import torch
 
         if not isinstance(model, torch.nn.Module):
@@ -41,10 +43,15 @@ class Watcher(Probes):
         self.schedule: Schedule = as_schedule(every)
         self.max_elements = max_elements
         self.modules = select(model, layers)
+        """Module name -> module whose calls are watched (features, inputs, ...)."""
+        self.sequence = decide(model, self.modules, sequence_dim)
+        """Module name -> whether its 3-d tensors are batch-first (None: unknown)."""
         self.probes = self._check_probes(probes)
-        self._module_meta = {name: module_metadata(m) for name, m in self.modules.items()}
-        self.params = parameters(self.modules)
+        self.params = parameters(model, None if layers is None else self.modules)
         """Qualified parameter name -> (parameter, name of the module holding it)."""
+        named = {n or ROOT: m for n, m in model.named_modules()}
+        self._module_meta = {name: module_metadata(named[name])
+                             for name in {*self.modules, *(m for _, m in self.params.values())}}
         self.param_attrs = {q: {"module": self._module_meta[m], "module_name": m}
                             for q, (_, m) in self.params.items()}
         self.handlers: list[Capture] = [cls(self) for cls in
@@ -107,11 +114,23 @@ class Watcher(Probes):
             for h in self._handlers("pass_start"):
                 h.pass_start()
 
+    def begin_pass(self) -> None:
+        """Mark the start of a training pass in which the watched model itself is not called.
+
+        ``watch`` knows a pass begins when the model's ``forward`` is called.
+        A training loop that calls its submodules directly (a Lightning
+        ``training_step`` that runs ``self.encoder(...)``) calls this first;
+        it does nothing at steps that are not logged.
+        """
+        self._check_alive()
+        if self._armed:
+            self._on_pass(self.model, ())
+
     def _site(self, key: str, name: str, module: Any, inputs: Any, out: Any) -> Site:
         site = self.sites.get(key)
         if site is None:
             site = self.sites[key] = make_site(key, name, module, self._module_meta[name],
-                                               inputs, out)
+                                               inputs, out, self.sequence[name])
             for h in self.handlers:
                 h.new_site(site)
         return site
@@ -144,7 +163,8 @@ class Watcher(Probes):
 
     def _grad_hook(self, qname: str) -> Callable[[Any], None]:
         def hook(p: Any) -> None:
-            if self.scope is None and self._passes == 1:
+            # every backward of the step: the last one leaves the accumulated .grad
+            if self.scope is None and self._passes >= 1:
                 for h in self._handlers("param_grad"):
                     h.param_grad(qname, p)
 
