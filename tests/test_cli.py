@@ -284,3 +284,39 @@ def test_progress_bars_on_a_terminal(run_path, tmp_path):
     assert "analysing runs" in text  # click's bar, one item per run
     assert "100% Completed" in text  # dask's bar
     assert out.exists()
+
+
+def test_netcdf_holds_watch_style_attrs(tmp_path):
+    # series recorded by watch carry nested attrs (the module's hyper-parameters,
+    # None, lists): NetCDF keeps them as JSON text instead of failing mid-write
+    x = np.random.default_rng(3).normal(size=(3, 8, 4, 5, 5))
+    run = tmp_path / "w.zarr"
+    module = {"type": "Conv2d", "kernel_size": [3, 3], "padding_mode": "zeros", "bias": None}
+    with ts.Recorder(run) as rec:
+        for step in range(3):
+            rec.record("feature", "conv", x[step], step=step, channel_axis=1,
+                       attrs={"module": module, "input_shape": [1, 7, 7]})
+    out = tmp_path / "w.nc"
+    res = cli("analyze", str(run), "--tests", "shapiro", "--shift", "initial", "-o", str(out))
+    assert res.returncode == 0, res.stderr
+    tree = xr.open_datatree(out, engine="h5netcdf")
+    sw = tree["normality/w/feature/conv"].to_dataset()
+    assert float(sw["statistic"].sel(step=2, channel=1).squeeze()) == pytest.approx(
+        stats.shapiro(x[2, :, 1].ravel()).statistic, rel=1e-6)
+    assert json.loads(sw["statistic"].attrs["module"]) == module
+    assert list(sw["statistic"].attrs["input_shape"]) == [1, 7, 7]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.nc", "w.zarr"]
+
+
+def test_failed_write_leaves_no_file(tmp_path):
+    from tensorstats.cli._analyze import _write_atomically
+
+    out = tmp_path / "r.csv"
+
+    def half_then_fail(obj, path):
+        Path(path).write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        _write_atomically(None, half_then_fail, str(out))
+    assert list(tmp_path.iterdir()) == []

@@ -139,16 +139,57 @@ def write(results: dict[tuple[str, str, str, str], Any], out: str) -> None:
         except ImportError as e:
             raise ImportError("writing NetCDF needs h5netcdf: pip install "
                               "'tensorstats[netcdf]'") from e
-        _tree(results).to_netcdf(out, engine="h5netcdf")
+        _write_atomically(_netcdf_attrs(_tree(results)),
+                          lambda tree, path: tree.to_netcdf(path, engine="h5netcdf"), out)
     elif suffix == ".csv":
-        _table(results).to_csv(out, index=False)
+        _write_atomically(_table(results), lambda t, path: t.to_csv(path, index=False), out)
     else:
         try:
             import pyarrow  # noqa: F401
         except ImportError as e:
             raise ImportError("writing Parquet needs pyarrow: pip install "
                               "'tensorstats[parquet]'") from e
-        _table(results).to_parquet(out, index=False)
+        _write_atomically(_table(results), lambda t, path: t.to_parquet(path, index=False),
+                          out)
+
+
+def _netcdf_attr(value: Any) -> Any:
+    """An attribute NetCDF can hold: numbers, strings and flat lists of them as they
+    are; anything else (a dict such as ``module``, None, nested lists) as JSON text."""
+    import json
+
+    import numpy as np
+
+    if isinstance(value, (str, bool, int, float, np.number, np.bool_)):
+        return value
+    if (isinstance(value, (list, tuple)) and value
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        return list(value)
+    return json.dumps(value, default=str)
+
+
+def _netcdf_attrs(tree: Any) -> Any:
+    """A copy of ``tree`` whose node and variable attrs NetCDF can store."""
+    def fix(ds: Any) -> Any:
+        ds = ds.copy()
+        ds.attrs = {k: _netcdf_attr(v) for k, v in ds.attrs.items()}
+        for var in ds.variables.values():
+            var.attrs = {k: _netcdf_attr(v) for k, v in var.attrs.items()}
+        return ds
+
+    return tree.map_over_datasets(fix)
+
+
+def _write_atomically(obj: Any, writer: Any, out: str) -> None:
+    """Write a file next to ``out`` and move it into place, so a failure leaves nothing."""
+    directory, name = os.path.split(os.path.abspath(out))
+    tmp = os.path.join(directory, f".{name}.partial-{os.getpid()}")
+    try:
+        writer(obj, tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _check_out(out: str, overwrite: bool) -> None:
