@@ -1,4 +1,4 @@
-"""``python -m tensorstats.demo``: train the seed paper's CNN twice, record it, compare.
+"""``python -m tensorstats.demo``: train the seed paper's CNN twice, record it, report on it.
 
 The seed paper ("Distributions in Deep Neural Networks", B. Park) trains a
 3-conv CNN under several initialisations and looks at how weights and
@@ -10,13 +10,16 @@ images, 10 classes; no download):
    each run recorded with :func:`tensorstats.torch.watch` every 10 steps:
    weights, gradients, pre-activations and their gradients, plus the
    pre-activations on fixed ``train``, ``valid`` and ``random`` probe batches;
-2. opens both runs lazily with :func:`tensorstats.open_runs`;
-3. writes a plain-text report (``demo-output/report.txt``) and prints it: the
-   stores, the loss, how the spread of weights and pre-activations moved
-   (the paper: weights stay centred while their variance grows; feature
-   variance grows with depth), computed with :func:`tensorstats.moments`, and
-   whether each layer's pre-activations are Gaussian per channel, with
-   :func:`tensorstats.normality`.
+   and the seed paper's channel-wise gradient emission/absorption, computed
+   at capture time;
+2. prints the automatic findings of :func:`tensorstats.report.findings`
+   (first NaN/Inf, the layers whose spread or kurtosis moved most);
+3. writes the HTML report of both runs side by side
+   (``demo-output/report/index.html``, :func:`tensorstats.report.write_report`:
+   loss, moment trajectories, normality heatmap, distributions before and
+   after, shift from init, correlations with the loss, emission/absorption)
+   and prints where it is. The same report comes from the command line:
+   ``tensorstats report demo-output/kaiming.zarr demo-output/xavier.zarr -o DIR``.
 
 Without PyTorch it falls back to a NumPy MLP recorded with the bare
 :class:`~tensorstats.Recorder` (see :mod:`tensorstats.demo_numpy`).
@@ -87,7 +90,7 @@ def train(path: str, init: str, data: dict[str, np.ndarray], *, steps: int = 300
     import torch
     import torch.nn.functional as F
 
-    from tensorstats.torch import watch
+    from tensorstats.torch import DEFAULT_KINDS, watch
 
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     model = seed_cnn(init, seed)
@@ -100,8 +103,9 @@ def train(path: str, init: str, data: dict[str, np.ndarray], *, steps: int = 300
              "optimizer": "Adam", "lr": lr, "batch_size": batch, "seed": seed,
              "data": "scikit-learn digits, 80% train"}
     t0 = time.perf_counter()
+    kinds = (*DEFAULT_KINDS, "emission", "absorption")
     with ts.Recorder(path, mode="w", attrs=attrs) as rec, \
-            watch(model, rec, every=ts.every(every), probes=probes) as w:
+            watch(model, rec, every=ts.every(every), probes=probes, kinds=kinds) as w:
         for step in range(steps):
             idx = torch.randint(0, len(x), (batch,), generator=g)
             opt.zero_grad()
@@ -114,102 +118,6 @@ def train(path: str, init: str, data: dict[str, np.ndarray], *, steps: int = 300
         rec.record_scalar("valid_accuracy", float((pred == data["y_valid"]).mean()),
                           step=steps - 1)
     return {"seconds": time.perf_counter() - t0}
-
-
-def report(paths: dict[str, str]) -> str:
-    """Plain-text comparison of the runs, computed lazily from the stores."""
-    runs = ts.open_runs(paths)
-    lines = []
-    for run in runs.runs.values():
-        lines += [repr(run), ""]
-    lines.append("loss (mean of first / last 20 steps) and validation accuracy")
-    loss = runs.scalars["loss"]
-    for name in runs.names:
-        values = loss.sel(run=name).dropna("step").values
-        acc = runs.scalars["valid_accuracy"].sel(run=name).dropna("step").values[-1]
-        lines.append(f"  {name:<8} {values[:20].mean():.3f} -> {values[-20:].mean():.3f}   "
-                     f"valid accuracy {acc:.1%}")
-    lines += ["", "weights: mean and std over all elements, first vs last recorded step",
-              f"  {'run':<8} {'layer':<13}{'mean0':>9}{'mean1':>9}{'std0':>9}{'std1':>9}"
-              f"{'std1/std0':>11}"]
-    for layer in [lay for lay in runs.layers("weight") if lay.endswith(".weight")]:
-        stats = ts.moments(runs["weight", layer], by=("run", "step")).compute()
-        for name in runs.names:
-            m, s = stats["mean"].sel(run=name).values, stats["std"].sel(run=name).values
-            lines.append(f"  {name:<8} {layer:<13}{m[0]:>9.4f}{m[-1]:>9.4f}{s[0]:>9.4f}"
-                         f"{s[-1]:>9.4f}{s[-1] / s[0]:>11.2f}")
-    lines += ["", "pre-activations on the fixed probe batches: std over samples, channels "
-              "and positions,", "first vs last recorded step, by depth"]
-    first = runs.runs[runs.names[0]]
-    header = f"  {'run':<8} {'layer':<7}" + "".join(
-        f"{p + ' 0':>10}{p + ' 1':>10}" for p in first.probes)
-    lines.append(header)
-    for name, run in runs.runs.items():
-        for layer in run.probe(first.probes[0]).layers("feature"):
-            row = f"  {name:<8} {layer:<7}"
-            for probe in run.probes:
-                std = ts.moments(run.probe(probe)["feature", layer], by="step")["std"].values
-                row += f"{std[0]:>10.3f}{std[-1]:>10.3f}"
-            lines.append(row)
-    lines += normality_section(runs)
-    lines += shift_section(runs)
-    lines += correlation_section(runs)
-    return "\n".join(lines)
-
-
-def shift_section(runs: ts.Runs) -> list[str]:
-    """How far each run's weights moved from its own initialisation (the paper's comparison)."""
-    lines = ["", "weights: distance from their own initialisation at the last step "
-             "(ts.shift, reference='initial'), median over channels",
-             f"  {'run':<8} {'layer':<13}{'W1':>9}{'KS':>7}{'JS bits':>9}"]
-    for layer in [lay for lay in runs.layers("weight") if lay.endswith(".weight")]:
-        res = ts.shift(runs["weight", layer], metrics=("wasserstein", "ks", "js")).compute()
-        for name in runs.names:
-            last = res.sel(run=name).isel(step=-1)
-            lines.append(f"  {name:<8} {layer:<13}{float(last['wasserstein'].median()):>9.4f}"
-                         f"{float(last['ks'].median()):>7.3f}{float(last['js'].median()):>9.3f}")
-    return lines
-
-
-def correlation_section(runs: ts.Runs) -> list[str]:
-    """Does the spread of each layer's pre-activations track the loss?"""
-    lines = ["", "does pre-activation variance track the loss? ts.correlate(variance per step, "
-             "loss averaged over each logging interval,", "method='spearman', "
-             "detrend='difference'): r at lag 0 (raw r in brackets, inflated by trends)",
-             f"  {'run':<8}" + "".join(f"{layer:>16}" for layer in runs.layers("feature"))]
-    loss = runs.scalars["loss"]
-    for name in runs.names:
-        row = f"  {name:<8}"
-        for layer in runs.layers("feature"):
-            var = ts.moments(runs["feature", layer].sel(run=name), by="step")["var"]
-            y = loss.sel(run=name)
-            diff = ts.correlate(var, y, align="mean", detrend="difference").compute()
-            raw = ts.correlate(var, y, align="mean").compute()
-            row += f"{float(diff['r'].sel(lag=0)):>8.2f} ({float(raw['r'].sel(lag=0)):>5.2f})"
-        lines.append(row)
-    return lines
-
-
-def normality_section(runs: ts.Runs) -> list[str]:
-    """Are the pre-activations Gaussian, per channel, at the first and last step?"""
-    lines = ["", "are pre-activations Gaussian? ts.normality per channel (Shapiro-Wilk, "
-             "Benjamini-Hochberg over channels and steps),",
-             "first vs last recorded step: share of channels rejected at FDR 5%, and the "
-             "median effect sizes",
-             f"  {'run':<8} {'layer':<7}{'n':>6}{'reject0':>9}{'reject1':>9}{'|skew|1':>9}"
-             f"{'kurt1':>8}{'ks1':>8}"]
-    for layer in runs.layers("feature"):
-        res = ts.normality(runs["feature", layer], tests=("shapiro",)).compute()
-        for name in runs.names:
-            r = res.sel(run=name).dropna("step", how="all")
-            rejected = (r["pvalue_fdr"].sel(test="shapiro") < 0.05).mean("channel").values
-            last = r.isel(step=-1)
-            lines.append(
-                f"  {name:<8} {layer:<7}{int(r['n'].max()):>6}{rejected[0]:>9.0%}"
-                f"{rejected[-1]:>9.0%}{float(abs(last['skew']).median()):>9.2f}"
-                f"{float(last['kurtosis'].median()):>8.2f}"
-                f"{float(last['ks_distance'].median()):>8.3f}")
-    return lines
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -233,14 +141,17 @@ def main(argv: list[str] | None = None) -> None:
     for init, path in paths.items():
         result = train(path, init, data, steps=args.steps, every=args.every)
         print(f"trained {init}: {args.steps} steps in {result['seconds']:.1f}s -> {path}")
-    text = report(paths)
-    report_path = os.path.join(args.out, "report.txt")
-    with open(report_path, "w", encoding="utf-8") as f:
-        f.write(text + "\n")
-    print()
-    print(text)
-    print(f"\nreport written to {report_path}; open a run yourself with\n"
-          f"  python -c \"import tensorstats as ts; print(ts.open_run('{paths['kaiming']}'))\"")
+    from tensorstats.report import findings, write_report
+
+    runs = ts.open_runs(paths)
+    print("\nfindings:")
+    for line in findings(runs):
+        print(f"  - {line}")
+    t0 = time.perf_counter()
+    index = write_report(runs, os.path.join(args.out, "report"), overwrite=True)
+    print(f"\nHTML report written in {time.perf_counter() - t0:.0f}s: {index}")
+    print(f"open it in a browser: file://{os.path.abspath(index)}")
+    print(f"or from the command line: tensorstats info {paths['kaiming']}")
 
 
 if __name__ == "__main__":

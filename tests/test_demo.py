@@ -55,15 +55,27 @@ def test_numpy_demo_end_to_end(tmp_path, capsys):
 def test_torch_demo_end_to_end(tmp_path, capsys):
     pytest.importorskip("torch")
     pytest.importorskip("sklearn")
+    pytest.importorskip("matplotlib")
     demo.main(["--out", str(tmp_path), "--steps", "21", "--every", "10"])
     text = capsys.readouterr().out
-    assert (tmp_path / "report.txt").read_text().strip() in text
+    index = tmp_path / "report" / "index.html"
+    assert f"file://{index.resolve()}" in text and "findings:" in text
+    html = index.read_text()
+    assert "kaiming" in html and "xavier" in html  # the two runs side by side
+    assert html.count("data:image/png;base64,") >= 5
     runs = ts.open_runs({i: tmp_path / f"{i}.zarr" for i in demo.INITS})
     assert runs["weight", "conv1.weight"]["step"].values.tolist() == [0, 10, 20]
     assert runs.runs["kaiming"].probes == ["random", "train", "valid"]
     assert runs.runs["xavier"].attrs["init"] == "xavier"
+    assert {"emission", "absorption"} <= set(runs.kinds)
     # the recorded initial weights are the initialisation: Kaiming std = sqrt(2 / fan_in)
     w0 = runs["weight", "conv2.weight"].sel(run="kaiming", step=0).values
     assert abs(w0.std() / np.sqrt(2 / (16 * 9)) - 1) < 0.1
-    for line in ("loss (mean of first", "conv1.weight", "pre-activations on the fixed probe"):
-        assert line in text
+    # the capture-time emission equals the offline computation from the stored tensors
+    run = runs.runs["kaiming"]
+    offline = ts.emission_absorption(run, "conv2", source="offline").compute()
+    captured = ts.emission_absorption(run, "conv2", source="captured").compute()
+    for name in ("emission", "absorption"):
+        np.testing.assert_allclose(captured[name].values,
+                                   offline[name].transpose(*captured[name].dims).values,
+                                   rtol=1e-4, atol=1e-7)
