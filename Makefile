@@ -36,7 +36,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check tensorstats tests benchmarks examples
 
 docs: $(STAMP)
-	$(PY) -m mkdocs build --strict -d site
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site
 
 bench: $(STAMP)
 	$(PY) benchmarks/write_throughput.py

@@ -15,12 +15,12 @@ from .multitest import fdr_over_groups
 ALIGNS = ("exact", "mean")
 
 _ALIGN_DOC = """Both are aligned by label on ``dim`` (and on any other dim they share, such
-    as ``run``; inner join). ``align="exact"`` keeps the labels
-    present in both (an inner join). ``align="mean"`` first replaces ``y`` by its
-    mean over each interval that ends at one of ``x``'s labels: the value at
-    ``x``'s label t_k is the mean of ``y`` over (t_(k-1), t_k] -- e.g. the
-    mean loss of the ten steps up to each step at which moments were logged
-    -- and over every earlier label for the first one."""
+        as ``run``; inner join). ``align="exact"`` keeps the labels
+        present in both (an inner join). ``align="mean"`` first replaces ``y`` by its
+        mean over each interval that ends at one of ``x``'s labels: the value at
+        ``x``'s label t_k is the mean of ``y`` over (t_(k-1), t_k] -- e.g. the
+        mean loss of the ten steps up to each step at which moments were logged
+        -- and over every earlier label for the first one."""
 
 
 def _interval_mean(y: xr.DataArray, dim: Hashable, labels: np.ndarray) -> xr.DataArray:
@@ -90,7 +90,7 @@ def correlate(x: xr.DataArray, y: xr.DataArray, *, dim: Hashable = STEP,
         Applied to both series after alignment. Two series that both trend
         correlate strongly whether or not they are related; ``"difference"``
         correlates their step-to-step changes, ``"linear"`` their residuals
-        from a straight line in the step labels. See ``docs/correlation.md``.
+        from a straight line in the step labels. See ``docs/shift_correlation.md``.
     max_lag : int
         Lags ``-max_lag..max_lag`` in positions along the aligned ``dim``:
         lag k pairs ``x`` at position t with ``y`` at position t + k, so a
