@@ -33,7 +33,7 @@ test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(PY) -m ruff check tensorstats tests benchmarks examples
+	$(PY) -m ruff check tensorstats tests benchmarks examples docs
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict -d site

@@ -16,6 +16,7 @@ import xarray as xr
 
 from ._version import __version__
 from .dims import ELEMENT, MOMENT, POSITION, RUN, STEP
+from .errors import FormatVersionError, NotARunStoreError, StoreNotFoundError, UnknownSeriesError
 from .store.backend import Backend, LocalBackend, open_backend
 from .store.format import (
     FORMAT_NAME,
@@ -31,7 +32,6 @@ from .store.format import (
     TENSORS,
     major,
 )
-from .errors import FormatVersionError, NotARunStoreError, StoreNotFoundError, UnknownSeriesError
 from .store.local_read import LocalChunkReader
 from .store.names import decode_name, encode_name
 

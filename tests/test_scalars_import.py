@@ -1,4 +1,4 @@
-"""ts.scalars_from_tensorboard / scalars_from_csv: every logged value comes back, nothing changed."""
+"""ts.scalars_from_tensorboard and scalars_from_csv: every logged value comes back unchanged."""
 
 from __future__ import annotations
 
