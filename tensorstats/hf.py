@@ -18,6 +18,7 @@ except ModuleNotFoundError as err:  # the ``hf`` extra is not installed
         raise
     raise ImportError("tensorstats.hf needs transformers: pip install 'tensorstats[hf]'") from err
 
+from ._callback import RecorderOwner
 from .collect.recorder import Recorder
 
 __all__ = ["TensorStatsCallback"]
@@ -57,7 +58,7 @@ def _output_loss(output: Any) -> Any:
     return None
 
 
-class TensorStatsCallback(TrainerCallback):
+class TensorStatsCallback(RecorderOwner, TrainerCallback):
     """Record a ``transformers.Trainer`` run: :func:`tensorstats.torch.watch` on its model.
 
     Parameters
@@ -142,15 +143,9 @@ class TensorStatsCallback(TrainerCallback):
                  probes: Mapping[str, Any] | None = None, max_elements: int | None = None,
                  mode: str = "w-", attrs: Mapping[str, Any] | None = None,
                  **watch_kwargs: Any) -> None:
-        if isinstance(store, Recorder) and attrs is not None:
-            raise ValueError("attrs are written by a Recorder the callback opens; with a "
-                             "Recorder of yours, give them to that Recorder")
-        given = {"every": every, "kinds": kinds, "layers": layers, "probes": probes,
-                 "max_elements": max_elements}
-        self.watch_kwargs = {**{k: v for k, v in given.items() if v is not None}, **watch_kwargs}
-        self.store = store
-        self.mode = mode
-        self.attrs = attrs
+        self._configure(store, every=every, kinds=kinds, layers=layers, probes=probes,
+                        max_elements=max_elements, mode=mode, attrs=attrs,
+                        watch_kwargs=watch_kwargs)
         self.recorder: Recorder | None = None
         """The Recorder being written (None outside ``train``, or off the main process)."""
         self.watcher: Any = None
@@ -158,45 +153,26 @@ class TensorStatsCallback(TrainerCallback):
         self._model: Any = None
         self._optimizer: Any = None
         self._loss_hook: Any = None
-        self._opened = 0
         self._lrs: dict[str, Any] = {}
         self._losses: list[Any] = []
         self._logged: dict[str, int] = {}
 
     # ------------------------------------------------------------ recorder
-    def _open(self) -> Recorder:
-        if isinstance(self.store, Recorder):
-            return self.store
-        mode = self.mode if self._opened == 0 else "a"
-        self._opened += 1
-        return Recorder(self.store, mode=mode, attrs=self.attrs)
-
     def close(self) -> None:
         """Remove the hooks and close the Recorder the callback opened (flush one of yours)."""
         self._detach()
         if self._loss_hook is not None:
             self._loss_hook.remove()
             self._loss_hook = None
-        rec, self.recorder = self.recorder, None
         self._model = self._optimizer = None
-        if rec is None:
-            return
-        if rec is self.store:
-            rec.flush()
-        else:
-            rec.close()
+        self._release()
 
     # ------------------------------------------------------------- watcher
     def _attach(self, start_step: int) -> None:
-        from .torch import watch
-
-        self.watcher = watch(self._model, self.recorder, start_step=start_step,
-                             **self.watch_kwargs)
+        self._watch(self._model, start_step)
 
     def _detach(self) -> None:
-        if self.watcher is not None:
-            self.watcher.remove()
-            self.watcher = None
+        self._unwatch()
 
     def _keep_loss(self, module: Any, args: Any, output: Any) -> None:
         import torch

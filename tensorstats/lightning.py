@@ -23,6 +23,7 @@ except ModuleNotFoundError as err:  # the ``lightning`` extra is not installed
         raise ImportError("tensorstats.lightning needs PyTorch Lightning: "
                           "pip install 'tensorstats[lightning]'") from err
 
+from ._callback import RecorderOwner
 from .collect.recorder import Recorder
 
 __all__ = ["TensorStatsCallback"]
@@ -69,7 +70,7 @@ def _batch_loss(outputs: Any) -> Any:
     return None
 
 
-class TensorStatsCallback(Callback):
+class TensorStatsCallback(RecorderOwner, Callback):
     """Record a Lightning training run: :func:`tensorstats.torch.watch` on the LightningModule.
 
     Parameters
@@ -157,22 +158,15 @@ class TensorStatsCallback(Callback):
                  mode: str = "w-", attrs: Mapping[str, Any] | None = None,
                  **watch_kwargs: Any) -> None:
         super().__init__()
-        if isinstance(store, Recorder) and attrs is not None:
-            raise ValueError("attrs are written by a Recorder the callback opens; with a "
-                             "Recorder of yours, give them to that Recorder")
-        given = {"every": every, "kinds": kinds, "layers": layers, "probes": probes,
-                 "max_elements": max_elements}
-        self.watch_kwargs = {**{k: v for k, v in given.items() if v is not None}, **watch_kwargs}
-        self.store = store
-        self.mode = mode
-        self.attrs = attrs
+        self._configure(store, every=every, kinds=kinds, layers=layers, probes=probes,
+                        max_elements=max_elements, mode=mode, attrs=attrs,
+                        watch_kwargs=watch_kwargs)
         self.recorder: Recorder | None = None
         """The Recorder being written (None outside ``fit``, or on ranks other than 0)."""
         self.watcher: Any = None
         """The :class:`~tensorstats.torch.Watcher` on the LightningModule (None while detached)."""
         self._module: Any = None
         self._handles: list[Any] = []
-        self._opened = 0
         self._in_batch = False
         self._pass_started = False
         self._reset_step()
@@ -184,31 +178,15 @@ class TensorStatsCallback(Callback):
         self._loss_missing = False
 
     # ------------------------------------------------------------ recorder
-    def _open(self) -> Recorder:
-        if isinstance(self.store, Recorder):
-            return self.store
-        mode = self.mode if self._opened == 0 else "a"
-        self._opened += 1
-        return Recorder(self.store, mode=mode, attrs=self.attrs)
-
     def close(self) -> None:
         """Remove the hooks and close the Recorder the callback opened (flush one of yours)."""
         self._detach()
-        rec, self.recorder = self.recorder, None
         self._module = None
-        if rec is None:
-            return
-        if rec is self.store:
-            rec.flush()
-        else:
-            rec.close()
+        self._release()
 
     # ------------------------------------------------------------- watcher
     def _attach(self, start_step: int) -> None:
-        from .torch import watch
-
-        self.watcher = watch(self._module, self.recorder, start_step=start_step,
-                             **self.watch_kwargs)
+        self._watch(self._module, start_step)
         self._handles.append(self._module.register_forward_pre_hook(self._on_module_call))
         for module in self.watcher.modules.values():
             self._handles.append(module.register_forward_pre_hook(self._on_layer_call))
@@ -217,9 +195,7 @@ class TensorStatsCallback(Callback):
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        if self.watcher is not None:
-            self.watcher.remove()
-            self.watcher = None
+        self._unwatch()
 
     def _on_module_call(self, module: Any, args: Any) -> None:
         self._pass_started = True  # watch's own hook on the module marks the pass
@@ -228,7 +204,7 @@ class TensorStatsCallback(Callback):
         if self._in_batch and not self._pass_started:
             # training_step called the submodules without calling the LightningModule
             self._pass_started = True
-            _begin_pass(self.watcher, self._module)
+            self.watcher.begin_pass()
 
     # --------------------------------------------------------------- hooks
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
@@ -283,11 +259,3 @@ class TensorStatsCallback(Callback):
             warnings.warn(f"TensorStatsCallback could not close the store {self.store!r} "
                           f"after {type(exception).__name__}: {err!r}", stacklevel=2)
 
-
-def _begin_pass(watcher: Any, module: Any) -> None:
-    """Tell ``watcher`` that a training pass starts, as calling ``module`` would have."""
-    begin = getattr(watcher, "begin_pass", None)
-    if begin is not None:
-        begin()
-    elif watcher._armed:  # the hook watch puts on the module when the step is logged
-        watcher._on_pass(module, ())
