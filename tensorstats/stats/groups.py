@@ -47,6 +47,13 @@ def check_input(da: object, name: str = "da") -> xr.DataArray:
     return da
 
 
+def dim_list(dims: Hashable | Sequence[Hashable]) -> list[Hashable]:
+    """One dim name or a sequence of them, as a list (a string is one name)."""
+    if isinstance(dims, str) or not isinstance(dims, Sequence):
+        return [dims]
+    return list(dims)
+
+
 def resolve_by(da: xr.DataArray, by: By) -> tuple[tuple[Hashable, ...], tuple[Hashable, ...]]:
     """Split ``da.dims`` into (kept, pooled), both in ``da``'s order.
 
@@ -62,10 +69,8 @@ def resolve_by(da: xr.DataArray, by: By) -> tuple[tuple[Hashable, ...], tuple[Ha
         raise TypeError(f"expected an xarray.DataArray, got {type(da).__name__}")
     if by is None:
         wanted = [d for d in DEFAULT_BY if d in da.dims]
-    elif isinstance(by, str) or not isinstance(by, Sequence):
-        wanted = [by]
     else:
-        wanted = list(by)
+        wanted = dim_list(by)
     missing = [d for d in wanted if d not in da.dims]
     if missing:
         raise ValueError(f"by names {missing} but the input has dims {list(da.dims)}")

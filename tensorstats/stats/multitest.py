@@ -12,7 +12,7 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 import xarray as xr
 
-from .groups import is_dask
+from .groups import dim_list, is_dask
 from .kernels.fdr import bh_adjust
 
 
@@ -64,12 +64,7 @@ def fdr(pvalues: xr.DataArray, *, dim: Hashable | Sequence[Hashable] | None = No
     if not isinstance(pvalues, xr.DataArray):
         raise TypeError(f"ts.fdr needs an xr.DataArray of p-values, got "
                         f"{type(pvalues).__name__}")
-    if dim is None:
-        dims: list[Hashable] = list(pvalues.dims)
-    elif isinstance(dim, str) or not isinstance(dim, Sequence):
-        dims = [dim]
-    else:
-        dims = list(dim)
+    dims = list(pvalues.dims) if dim is None else dim_list(dim)
     missing = [d for d in dims if d not in pvalues.dims]
     if missing:
         raise ValueError(f"ts.fdr: dim {missing} not in the p-values' dims {pvalues.dims}")
