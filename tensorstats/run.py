@@ -17,7 +17,7 @@ import xarray as xr
 from ._version import __version__
 from .dims import ELEMENT, MOMENT, POSITION, RUN, STEP
 from .errors import FormatVersionError, NotARunStoreError, StoreNotFoundError, UnknownSeriesError
-from .store.backend import Backend, LocalBackend, open_backend
+from .store.backend import Backend, open_backend
 from .store.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
@@ -220,8 +220,8 @@ class Run:
             per = zchunks[0] * max(1, per // zchunks[0])
         name = f"tensorstats-{self.store}-{array.path}-{series.length}"
         source = array
-        if isinstance(self._backend, LocalBackend):  # uncompressed local chunks: read directly
-            folder = os.path.join(self._backend.root, *array.path.split("/"))
+        folder = self._backend.local_path(array.path)
+        if folder is not None:  # uncompressed local chunks: read directly
             source = LocalChunkReader.for_array(folder, array) or array
         data = dsa.from_array(source, chunks=(per, *zchunks[1:]), lock=False, asarray=True,
                               name=name, meta=np.empty((0,) * array.ndim, dtype))

@@ -67,6 +67,15 @@ class Backend(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release whatever the backend keeps open."""
 
+    def local_path(self, key: str) -> str | None:
+        """The local file or folder holding ``key``, where the store is a local folder.
+
+        Readers that can use plain file I/O on uncompressed chunks ask this;
+        ``None`` (the default) means keys are reachable only through
+        :meth:`read` or :meth:`zarr_store`.
+        """
+        return None
+
     def write_at(self, key: str, offset: int, data: bytes | memoryview) -> bool:
         """Overwrite part of an existing key in place; ``False`` where unsupported.
 
@@ -161,6 +170,9 @@ class LocalBackend(Backend):
             with open(path, "ab") as f:
                 f.write(view[head:])
         return True
+
+    def local_path(self, key: str) -> str | None:
+        return self._path(key) if key else self._root
 
     def _path(self, key: str) -> str:
         return f"{self._root}{os.sep}{os.sep.join(check_key(key))}"
