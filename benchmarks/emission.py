@@ -68,8 +68,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from collector_overhead import LR, N_BATCHES, THREADS, build_model, make_data, set_malloc
 
 import tensorstats as ts
+from tensorstats.kernels.emission import emission_absorption
 from tensorstats.stats.geometry import layer_geometry
-from tensorstats.stats.kernels.emission import emission_absorption
 from tensorstats.torch import module_metadata, watch
 
 LAYERS = ("conv2", "conv3")

@@ -37,7 +37,7 @@ import scipy.stats
 import xarray as xr
 
 import tensorstats as ts
-from tensorstats.stats.kernels import shift as shift_kernels
+from tensorstats.kernels import shift as shift_kernels
 
 
 def main() -> None:

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 import tensorstats as ts
+from tensorstats.kernels.emission import local_gradient_sqnorms_reference
 from tensorstats.stats.geometry import layer_geometry
-from tensorstats.stats.kernels.emission import local_gradient_sqnorms_reference
 
 torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
 
-from tensorstats.stats.kernels.emission import emission_absorption as numpy_statistics  # noqa: E402
+from tensorstats.kernels.emission import emission_absorption as numpy_statistics  # noqa: E402
 from tensorstats.torch import module_metadata, watch  # noqa: E402
 from tensorstats.torch._local_gradients import (  # noqa: E402
     channel_first,

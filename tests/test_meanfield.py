@@ -22,13 +22,13 @@ from numpy.testing import assert_allclose
 
 import tensorstats as ts
 from conftest import raise_if_dask_computes
-from tensorstats.layers import meanfield
-from tensorstats.stats.geometry import Geometry, layer_geometry
-from tensorstats.stats.kernels.blocks import BLOCK_VALUES
-from tensorstats.stats.kernels.meanfield import (
+from tensorstats.kernels.blocks import BLOCK_VALUES
+from tensorstats.kernels.meanfield import (
     patch_mean_square,
     patch_mean_square_reference,
 )
+from tensorstats.layers import meanfield
+from tensorstats.stats.geometry import Geometry, layer_geometry
 from tensorstats.stats.meanfield import meanfield_from
 
 torch = pytest.importorskip("torch")

@@ -7,7 +7,7 @@ import pytest
 import scipy.stats as st
 from scipy.stats._stats_py import _compute_prob_outside_square
 
-from tensorstats.stats.kernels import correlation, shift
+from tensorstats.kernels import correlation, shift
 
 
 def test_float32_tag_merge_equals_stable_argsort_merge():

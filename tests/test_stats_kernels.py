@@ -15,8 +15,8 @@ import scipy.stats as st
 from statsmodels.stats.diagnostic import normal_ad
 from statsmodels.stats.multitest import multipletests
 
-from tensorstats.stats.kernels import blocks, fdr, moments, normal_cdf, shapiro, subsample
-from tensorstats.stats.kernels.normality import normality_kernel
+from tensorstats.kernels import blocks, fdr, moments, normal_cdf, shapiro, subsample
+from tensorstats.kernels.normality import normality_kernel
 
 
 def _groups(rng: np.random.Generator, kind: str, g: int, n: int) -> np.ndarray:

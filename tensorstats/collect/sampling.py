@@ -12,12 +12,13 @@ import zlib
 
 import numpy as np
 
-from ..stats.kernels.moments import partial_moments
+from ..kernels.moments import PARTIAL_FIELDS, partial_moments
 
-MOMENT_NAMES = ("count", "nan_count", "inf_count", "mean", "m2", "m3", "m4", "min", "max")
-"""Layout of the last axis of a ``moments`` row. ``m2``..``m4`` are central sums
-``sum((x - mean)**k)`` over the finite values (so ``var = m2 / count``), which
-merge exactly across chunks, steps or ranks (Chan et al.)."""
+MOMENT_NAMES = PARTIAL_FIELDS
+"""Layout of the last axis of a stored ``moments`` row: the fields of a moments
+partial (:data:`tensorstats.kernels.moments.PARTIAL_FIELDS`). ``m2``..``m4`` are
+central sums ``sum((x - mean)**k)`` over the finite values (so ``var = m2 /
+count``), which merge exactly across chunks, steps or ranks (Chan et al.)."""
 
 
 def sample_positions(size: int, max_elements: int, *, seed: int, key: str) -> np.ndarray:

@@ -14,5 +14,5 @@
 - :mod:`~tensorstats.stats.tidy`: long pandas tables (``ts.to_frame``).
 
 The numerics live in NumPy/numba kernels over ``axis=-1`` in
-:mod:`~tensorstats.stats.kernels`; these modules are thin xarray wrappers.
+:mod:`~tensorstats.kernels`; these modules are thin xarray wrappers.
 """

@@ -8,8 +8,8 @@ import numpy as np
 import xarray as xr
 
 from ..dims import LAG, STEP
+from ..kernels import correlation as kernel
 from .groups import check_input, is_dask
-from .kernels import correlation as kernel
 from .multitest import fdr_over_groups
 
 ALIGNS = ("exact", "mean")

@@ -2,7 +2,7 @@
 
 :func:`emission_absorption_from` pairs a layer's recorded ``weight`` and
 ``feature_grad`` by step and runs the kernel of
-:mod:`tensorstats.stats.kernels.emission` on each step (and block of
+:mod:`tensorstats.kernels.emission` on each step (and block of
 samples) as one dask task. Finding the series in a run is
 :func:`tensorstats.emission_absorption`'s job (:mod:`tensorstats.layers`).
 """
@@ -17,9 +17,9 @@ import numpy as np
 import xarray as xr
 
 from ..dims import CHANNEL, IN_CHANNEL, OUT_CHANNEL, SAMPLE, STEP
+from ..kernels.emission import emission_absorption
 from .geometry import Geometry, check_layer_series
 from .groups import is_dask
-from .kernels.emission import emission_absorption
 
 BLOCK_BYTES = 64 * 2**20
 """Default bytes of output gradient per task (a step's samples are split beyond it)."""

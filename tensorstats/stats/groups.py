@@ -13,7 +13,7 @@ import numpy as np
 import xarray as xr
 
 from ..dims import DEFAULT_BY, POOLED
-from .kernels.subsample import label_keys
+from ..kernels.subsample import label_keys
 
 By = Hashable | Sequence[Hashable] | None
 """Type of the ``by`` argument: one dim, several, or None for the default."""
@@ -119,7 +119,7 @@ def subsample_keys(da: xr.DataArray, kept: Sequence[Hashable], groups: xr.DataAr
     """One subsampling key per group (uint64 over the kept dims), chunked like ``groups``.
 
     Keys come from ``seed`` and each group's labels on the kept dims
-    (:func:`~tensorstats.stats.kernels.subsample.label_keys`), so a group is
+    (:func:`~tensorstats.kernels.subsample.label_keys`), so a group is
     subsampled the same way whatever the chunking; zeros when no group needs
     subsampling (``needed`` false).
     """

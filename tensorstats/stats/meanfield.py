@@ -5,8 +5,8 @@
 :class:`~tensorstats.stats.geometry.Geometry`; ``ts.meanfield(run, layer)``
 (:mod:`tensorstats.layers`) finds those in a run. The variances are exact
 pooled moments (:func:`~tensorstats.stats.moments.moments`), E[x²] over the
-input patches comes from :func:`~tensorstats.stats.kernels.meanfield.patch_mean_square`,
-and the prediction from :func:`~tensorstats.stats.kernels.meanfield.meanfield_variance`.
+input patches comes from :func:`~tensorstats.kernels.meanfield.patch_mean_square`,
+and the prediction from :func:`~tensorstats.kernels.meanfield.meanfield_variance`.
 The derivation and its assumptions are in ``docs/meanfield.md``.
 """
 
@@ -18,9 +18,9 @@ import numpy as np
 import xarray as xr
 
 from ..dims import CHANNEL, SAMPLE, STEP
+from ..kernels.meanfield import meanfield_variance, patch_mean_square, variance_ratio
 from .geometry import Geometry, check_layer_series
 from .groups import is_dask
-from .kernels.meanfield import meanfield_variance, patch_mean_square, variance_ratio
 from .moments import moments
 
 DESCRIPTIONS = {

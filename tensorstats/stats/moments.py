@@ -8,8 +8,7 @@ import numpy as np
 import xarray as xr
 
 from ..dims import MOMENT
-from .groups import BY_DOC, By, check_input, is_dask, kept_coords, resolve_by
-from .kernels.moments import (
+from ..kernels.moments import (
     COUNT_FIELDS,
     PARTIAL_FIELDS,
     RESULT_FIELDS,
@@ -17,6 +16,7 @@ from .kernels.moments import (
     merge_moments,
     partial_moments,
 )
+from .groups import BY_DOC, By, check_input, is_dask, kept_coords, resolve_by
 
 # One record type for partials and results (dask casts a chunk's output to the
 # reduction's dtype), with the fields of both.

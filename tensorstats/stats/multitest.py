@@ -12,8 +12,8 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 import xarray as xr
 
+from ..kernels.fdr import bh_adjust
 from .groups import dim_list, is_dask
-from .kernels.fdr import bh_adjust
 
 
 def _fdr(p: np.ndarray, ngroup_axes: int) -> np.ndarray:

@@ -8,8 +8,8 @@ import numpy as np
 import xarray as xr
 
 from ..dims import POOLED, TEST
+from ..kernels.normality import check_tests, normality_kernel
 from .groups import BY_DOC, By, check_input, is_dask, kept_coords, pool, resolve_by, subsample_keys
-from .kernels.normality import check_tests, normality_kernel
 from .multitest import fdr_over_groups
 
 _OUTPUTS = (("statistic", np.float64, True), ("pvalue", np.float64, True),

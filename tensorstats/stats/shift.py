@@ -8,8 +8,8 @@ import numpy as np
 import xarray as xr
 
 from ..dims import POOLED, STEP
+from ..kernels.shift import KS_METHODS, check_metrics, output_names, shift_kernel
 from .groups import BY_DOC, By, check_input, is_dask, kept_coords, pool, resolve_by, subsample_keys
-from .kernels.shift import KS_METHODS, check_metrics, output_names, shift_kernel
 
 REFERENCE_POOLED = "__reference_pooled__"
 """Core dim of the reference sample (its size may differ from the sample's)."""

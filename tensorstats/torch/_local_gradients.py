@@ -2,7 +2,7 @@
 
 On the CPU the tensors of a convolution are handed (without a copy where they
 are contiguous) to the compiled kernel that ``ts.emission_absorption`` uses
-offline (:mod:`tensorstats.stats.kernels.emission`), so capture-time and
+offline (:mod:`tensorstats.kernels.emission`), so capture-time and
 offline values are the same computation. On another device (a GPU), and for
 Linear layers everywhere, the same formulation runs in torch ops on the
 tensor's device (:func:`device_statistics`) and only the per-sample,
@@ -14,8 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..kernels import emission as kernel
 from ..stats.geometry import Geometry
-from ..stats.kernels import emission as kernel
 
 DEVICE_BLOCK_BYTES = 64 * 2**20
 """Samples are processed in blocks whose shifted copies stay under this many bytes."""

@@ -172,7 +172,7 @@ def _recenter(raw: dict, flat: np.ndarray, keys: np.ndarray | None, tests: tuple
     """Redo, about their own mean, the rows whose mean is far from 0 (in place).
 
     Sums of powers about 0 lose digits when |mean| >> std (1e7 + 0.1 * noise);
-    those rows (see :data:`~tensorstats.stats.kernels.moments.RAW_SUMS_MAX_OFFSET`)
+    those rows (see :data:`~tensorstats.kernels.moments.RAW_SUMS_MAX_OFFSET`)
     are sorted again and their sums taken about their mean, which becomes the
     row's ``center``. Typical tensors have none.
     """
@@ -210,7 +210,7 @@ def normality_kernel(x: np.ndarray, *, tests: Sequence[str] = ("shapiro", "ander
         Groups with more finite values are subsampled to this many.
     keys : ndarray of uint64, shape (...), optional
         One subsampling key per group (see
-        :func:`~tensorstats.stats.kernels.subsample.label_keys`); required
+        :func:`~tensorstats.kernels.subsample.label_keys`); required
         when ``N > max_samples``.
     effect_size : bool
         Compute ``skew``, ``kurtosis`` and ``ks_distance`` (else they are NaN).

@@ -35,7 +35,8 @@ from .blocks import map_row_blocks, rows_per_block
 from .scratch import scratch
 
 PARTIAL_FIELDS = ("count", "nan_count", "inf_count", "mean", "m2", "m3", "m4", "min", "max")
-"""Keys of a partial, in the order the collector stores them (``MOMENT_NAMES``)."""
+"""Keys of a partial, in the order the collector stores them in a ``moments`` row:
+defined here once, for the collector and the analyses."""
 
 RESULT_FIELDS = ("count", "nan_count", "inf_count", "mean", "var", "std", "skew", "kurtosis",
                  "min", "max")

@@ -55,7 +55,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..geometry import Geometry
+from ..stats.geometry import Geometry
 from .blocks import BLOCK_VALUES
 
 

@@ -111,7 +111,7 @@ FLOAT32_SCREEN_MAX_N = 1 << 16
 """float32 rows of at most this many values are screened in float32 arithmetic."""
 FLOAT32_INDEX_SLACK = 0.06
 """Bound, in grid steps, on the float32 rounding of a grid position. For rows
-that :func:`~tensorstats.stats.kernels.normality` does not re-centre
+that :func:`~tensorstats.kernels.normality` does not re-centre
 (|mean| <= 10 sd), |y * scale| <= (10 + sqrt(n)) / step and the position's
 rounding is below 2**-24 * (48 + 3 sqrt(n)) / step: 0.05 steps at n = 2**16."""
 SCREEN_ERROR_FLOAT32 = 0.3990 * GRID_STEP * (0.5 + FLOAT32_INDEX_SLACK) * 1.01 + 1e-6

@@ -44,7 +44,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..geometry import Geometry
+from ..stats.geometry import Geometry
 from .blocks import map_threads
 
 SPATIAL = 3
