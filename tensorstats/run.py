@@ -14,13 +14,10 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._version import __version__
 from .dims import ELEMENT, MOMENT, POSITION, RUN, STEP
-from .errors import FormatVersionError, NotARunStoreError, StoreNotFoundError, UnknownSeriesError
+from .errors import NotARunStoreError, StoreNotFoundError, UnknownSeriesError
 from .store.backend import Backend, open_backend
 from .store.format import (
-    FORMAT_NAME,
-    FORMAT_VERSION,
     INDICES_VAR,
     META_KEY,
     MOMENTS_VAR,
@@ -30,7 +27,7 @@ from .store.format import (
     STEP_VAR,
     TENSOR_VAR,
     TENSORS,
-    major,
+    check_format,
 )
 from .store.local_read import LocalChunkReader
 from .store.names import decode_name, encode_name
@@ -120,15 +117,7 @@ class Run:
         if root is None:
             raise StoreNotFoundError(f"no run store at {self.store!r} (no zarr.json there)")
         self.attrs: dict[str, Any] = root.get("attributes", {})
-        meta = self.attrs.get(META_KEY, {})
-        if meta.get("format") != FORMAT_NAME:
-            raise NotARunStoreError(f"{self.store!r} is not a tensorstats run store (its "
-                                    "zarr.json has no tensorstats format attribute)")
-        version = meta.get("format_version", "0")
-        if major(version) != major(FORMAT_VERSION):
-            raise FormatVersionError(
-                f"{self.store!r} uses store format {version}; tensorstats {__version__} reads "
-                f"format {major(FORMAT_VERSION)}.x")
+        check_format(self.attrs, self.store)
         self._zarr = zarr.open_group(self._backend.zarr_store(read_only=True), mode="r",
                                      use_consolidated=False)
         self._tensors: dict[str, dict[str, _Series]] = {}

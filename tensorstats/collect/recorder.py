@@ -34,9 +34,9 @@ from ..store.format import (
     STEP_CHUNK,
     TENSOR_VAR,
     TENSORS,
+    check_format,
     dumps,
     group_metadata,
-    major,
 )
 from ..store.names import encode_name
 from ..store.series import AppendArray, SeriesWriter, read_static_array, repair_all
@@ -251,13 +251,7 @@ class Recorder:
 
     def _resume(self, root: dict[str, Any], user_attrs: dict[str, Any]) -> None:
         attrs = root.get("attributes", {})
-        meta = attrs.get(META_KEY, {})
-        if meta.get("format") != FORMAT_NAME:
-            raise ValueError(f"{self.store!r} is a Zarr store but not a tensorstats run store")
-        if major(meta.get("format_version", "0")) != major(FORMAT_VERSION):
-            raise ValueError(
-                f"{self.store!r} has store format {meta.get('format_version')}; this "
-                f"tensorstats ({__version__}) writes format {FORMAT_VERSION}")
+        check_format(attrs, self.store, writing=True)
         conflicts = {k for k in user_attrs if k in attrs and attrs[k] != user_attrs[k]}
         if conflicts:
             raise ValueError(

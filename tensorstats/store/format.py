@@ -51,6 +51,58 @@ def major(version: str) -> int:
     return int(str(version).split(".", 1)[0])
 
 
+def check_format(attrs: Any, where: str, *, writing: bool = False) -> dict[str, Any]:
+    """Check a root group's attributes name a run store of a format this version handles.
+
+    The one check of the writer (resuming, ``mode="a"``) and the reader.
+
+    Parameters
+    ----------
+    attrs
+        The ``attributes`` of the store's root ``zarr.json``.
+    where
+        The store, for messages.
+    writing
+        Whether the caller is about to append (the message says so).
+
+    Returns
+    -------
+    dict
+        The store's own metadata (``attrs[META_KEY]``).
+
+    Raises
+    ------
+    tensorstats.errors.NotARunStoreError
+        No tensorstats format attribute: some other Zarr store.
+    tensorstats.errors.FormatVersionError
+        A format whose major version differs from :data:`FORMAT_VERSION`'s
+        (or a version that is not ``MAJOR.MINOR``).
+
+    Examples
+    --------
+    >>> check_format({META_KEY: {"format": FORMAT_NAME, "format_version": "1.0"}}, "a.zarr")
+    {'format': 'tensorstats.run', 'format_version': '1.0'}
+    """
+    from .._version import __version__
+    from ..errors import FormatVersionError, NotARunStoreError
+
+    meta = attrs.get(META_KEY) if isinstance(attrs, dict) else None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise NotARunStoreError(f"{where!r} is not a tensorstats run store (its zarr.json has "
+                                "no tensorstats format attribute)")
+    version = meta.get("format_version", "0")
+    try:
+        same = major(version) == major(FORMAT_VERSION)
+    except (TypeError, ValueError):
+        same = False
+    if not same:
+        action = "writes" if writing else "reads"
+        raise FormatVersionError(
+            f"{where!r} uses store format {version}; tensorstats {__version__} {action} "
+            f"format {major(FORMAT_VERSION)}.x")
+    return meta
+
+
 def fill_value(dtype: np.dtype) -> Any:
     """JSON fill value for a stored dtype (never visible to readers)."""
     if dtype.kind == "f":
