@@ -158,7 +158,7 @@ def test_asynchronous_flush_commits_and_bounds_memory(store):
     run = ts.open_run(store)  # committed before close
     np.testing.assert_array_equal(run["weight", "w"].values[:, 0, 0], np.arange(20))
     np.testing.assert_array_equal(run.scalars["loss"].values, np.arange(25) / 2)
-    assert rec._writer.peak_pending_bytes <= 3 * x.nbytes
+    assert rec._submitter.writer.peak_pending_bytes <= 3 * x.nbytes
     rec.close()
 
 
