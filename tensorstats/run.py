@@ -2,90 +2,34 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-import dask.array as dsa
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .dims import ELEMENT, MOMENT, POSITION, RUN, STEP
-from .errors import NotARunStoreError, StoreNotFoundError, UnknownSeriesError
-from .store.backend import Backend, open_backend
+from .dims import RUN, STEP
+from .errors import StoreNotFoundError, UnknownSeriesError
+from .run_repr import describe_run
+from .store.backend import open_backend
+from .store.discover import SeriesInfo, probe_names, read_json, scalar_series, tensor_series
 from .store.format import (
-    INDICES_VAR,
-    META_KEY,
     MOMENTS_VAR,
     PROBES,
     SCALAR_VAR,
     SCALARS,
-    STEP_VAR,
     TENSOR_VAR,
     TENSORS,
     check_format,
 )
-from .store.local_read import LocalChunkReader
-from .store.names import decode_name, encode_name
+from .store.lazy import moments_dataarray, series_dataarray
+from .store.names import encode_name
 
 DEFAULT_DASK_CHUNK_BYTES = 64 * 2**20
 """Steps are grouped into dask chunks of about this many bytes when reading."""
-
-
-@dataclass
-class _Series:
-    """What the reader knows about one series before touching its data."""
-
-    key: str
-    name: str
-    var: str
-    length: int
-    dims: tuple[str, ...]
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    zarr_chunks: tuple[int, ...]
-    attrs: dict[str, Any]
-    steps: np.ndarray = field(repr=False)
-    array: Any = field(repr=False)
-    moments: Any = field(default=None, repr=False)
-    positions: np.ndarray | None = field(default=None, repr=False)
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-
-
-def _read_json(backend: Backend, key: str) -> dict[str, Any] | None:
-    raw = backend.read(key)
-    if raw is None:
-        return None
-    try:
-        meta = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise NotARunStoreError(f"{backend.url!r}: {key} is not valid JSON ({e})") from e
-    if not isinstance(meta, dict):
-        raise NotARunStoreError(f"{backend.url!r}: {key} is not a JSON object")
-    return meta
-
-
-def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
-
-
-def _fmt_steps(steps: np.ndarray) -> str:
-    if len(steps) == 0:
-        return "no steps"
-    if len(steps) == 1:
-        return f"step {steps[0]}"
-    return f"steps {steps[0]}…{steps[-1]}"
 
 
 class Run:
@@ -113,71 +57,19 @@ class Run:
         self._backend = open_backend(store, storage_options)
         self.store = self._backend.url
         self._chunk_bytes = chunk_bytes
-        root = _read_json(self._backend, "zarr.json")
+        root = read_json(self._backend, "zarr.json")
         if root is None:
             raise StoreNotFoundError(f"no run store at {self.store!r} (no zarr.json there)")
         self.attrs: dict[str, Any] = root.get("attributes", {})
         check_format(self.attrs, self.store)
         self._zarr = zarr.open_group(self._backend.zarr_store(read_only=True), mode="r",
                                      use_consolidated=False)
-        self._tensors: dict[str, dict[str, _Series]] = {}
-        for kind_key in self._backend.children(section):
-            kind_meta = _read_json(self._backend, f"{section}/{kind_key}/zarr.json")
-            if kind_meta is None:
-                continue
-            kind = kind_meta.get("attributes", {}).get(META_KEY, {}).get("kind",
-                                                                         decode_name(kind_key))
-            layers = {}
-            for layer_key in self._backend.children(f"{section}/{kind_key}"):
-                series = self._open_series(f"{section}/{kind_key}/{layer_key}", TENSOR_VAR, "layer")
-                if series is not None:
-                    layers[series.name] = series
-            self._tensors[kind] = dict(sorted(layers.items()))
-        self._tensors = dict(sorted(self._tensors.items()))
-        self._scalars: dict[str, _Series] = {}
-        self.probes: list[str] = []
+        self._tensors = tensor_series(self._backend, self._zarr, section, TENSOR_VAR)
+        self.probes: list[str] = [] if _probe is not None else probe_names(self._backend)
         """Names of the fixed-input probe batches recorded (see :meth:`probe`)."""
-        if _probe is not None:
-            self._cache: dict[tuple[str, str], xr.DataArray] = {}
-            return
-        for probe_key in self._backend.children(PROBES):
-            meta = _read_json(self._backend, f"{PROBES}/{probe_key}/zarr.json")
-            if meta is not None:
-                self.probes.append(meta.get("attributes", {}).get(META_KEY, {}).get(
-                    "probe", decode_name(probe_key)))
-        self.probes.sort()
-        for name_key in self._backend.children(SCALARS):
-            series = self._open_series(f"{SCALARS}/{name_key}", SCALAR_VAR, "scalar")
-            if series is not None:
-                self._scalars[series.name] = series
+        self._scalars = ({} if _probe is not None
+                         else scalar_series(self._backend, self._zarr, SCALARS, SCALAR_VAR))
         self._cache: dict[tuple[str, str], xr.DataArray] = {}
-
-    def _open_series(self, key: str, var: str, name_attr: str) -> _Series | None:
-        group = _read_json(self._backend, f"{key}/zarr.json")
-        if group is None:  # a folder the writer had not yet committed
-            return None
-        attrs = group.get("attributes", {})
-        meta = attrs.get(META_KEY, {})
-        name = meta.get(name_attr, decode_name(key.rsplit("/", 1)[-1]))
-        try:
-            step_arr = self._zarr[f"{key}/{STEP_VAR}"]
-            data_arr = self._zarr[f"{key}/{var}"]
-        except KeyError as e:
-            raise NotARunStoreError(f"store is damaged: {key} lacks an array ({e})") from e
-        members = set(self._backend.children(key))
-        moments = self._zarr[f"{key}/{MOMENTS_VAR}"] if MOMENTS_VAR in members else None
-        positions = (np.asarray(self._zarr[f"{key}/{INDICES_VAR}"][:])
-                     if INDICES_VAR in members else None)
-        # The shortest array is the committed length (see store/series.py).
-        length = min(a.shape[0] for a in (step_arr, data_arr, moments) if a is not None)
-        steps = np.asarray(step_arr[:length], dtype=np.int64)
-        dims = tuple(data_arr.metadata.dimension_names)
-        if dims[0] != STEP:
-            raise ValueError(f"{key}/{var} has dims {dims}; expected {STEP!r} first")
-        return _Series(key=key, name=name, var=var, length=length, dims=dims,
-                       shape=(length, *data_arr.shape[1:]), dtype=np.dtype(data_arr.dtype),
-                       zarr_chunks=tuple(data_arr.chunks), attrs=attrs, steps=steps,
-                       array=data_arr, moments=moments, positions=positions)
 
     # ---------------------------------------------------------------- access
     @property
@@ -200,32 +92,10 @@ class Run:
             return np.empty(0, np.int64)
         return np.unique(np.concatenate(all_steps))
 
-    def _lazy(self, series: _Series, array: Any) -> dsa.Array:
-        zchunks = tuple(array.chunks)
-        dtype = np.dtype(array.dtype)
-        chunk_nbytes = int(np.prod(zchunks[1:], dtype=np.int64)) * dtype.itemsize
-        per = max(1, self._chunk_bytes // max(chunk_nbytes, 1))
-        if zchunks[0] > 1:  # multi-step chunks (scalars): align to them
-            per = zchunks[0] * max(1, per // zchunks[0])
-        name = f"tensorstats-{self.store}-{array.path}-{series.length}"
-        source = array
-        folder = self._backend.local_path(array.path)
-        if folder is not None:  # uncompressed local chunks: read directly
-            source = LocalChunkReader.for_array(folder, array) or array
-        data = dsa.from_array(source, chunks=(per, *zchunks[1:]), lock=False, asarray=True,
-                              name=name, meta=np.empty((0,) * array.ndim, dtype))
-        return data[: series.length]
+    def _dataarray(self, series: SeriesInfo) -> xr.DataArray:
+        return series_dataarray(self._backend, series, self._chunk_bytes)
 
-    def _dataarray(self, series: _Series) -> xr.DataArray:
-        attrs = {k: v for k, v in series.attrs.items() if k != META_KEY}
-        attrs.update(series.attrs.get(META_KEY, {}))
-        coords: dict[str, Any] = {STEP: series.steps}
-        if series.positions is not None:
-            coords[POSITION] = (ELEMENT, series.positions)
-        return xr.DataArray(self._lazy(series, series.array), dims=series.dims, coords=coords,
-                            name=series.name, attrs=attrs)
-
-    def _series(self, kind: str, layer: str) -> _Series:
+    def _series(self, kind: str, layer: str) -> SeriesInfo:
         layers = self._tensors.get(kind)
         where = f"{self.store!r}" + (f" (probe {self.probe_name!r})" if self.probe_name else "")
         if layers is None:
@@ -244,14 +114,7 @@ class Run:
         central sums, so ``var = m2 / count``), or ``None`` where the series
         was stored in full.
         """
-        series = self._series(kind, layer)
-        if series.moments is None:
-            return None
-        names = series.moments.metadata.attributes.get(META_KEY, {}).get("moment")
-        dims = tuple(series.moments.metadata.dimension_names)
-        return xr.DataArray(self._lazy(series, series.moments), dims=dims,
-                            coords={STEP: series.steps, MOMENT: names},
-                            name=f"{series.name} moments")
+        return moments_dataarray(self._backend, self._series(kind, layer), self._chunk_bytes)
 
     def probe(self, name: str) -> Run:
         """The series recorded on the fixed input batch ``name`` (e.g. ``"valid"``).
@@ -317,33 +180,8 @@ class Run:
         return xr.DataTree.from_dict(nodes)
 
     def __repr__(self) -> str:
-        meta = self.attrs.get(META_KEY, {})
-        user = {k: v for k, v in self.attrs.items() if k != META_KEY}
-        head = f"<tensorstats.Run {self.store!r}" + (
-            f" probe {self.probe_name!r}>" if self.probe_name else ">")
-        lines = [head,
-                 f"  format {meta.get('format_version')}, written by tensorstats "
-                 f"{meta.get('version')}, codec {meta.get('codec')}"]
-        if user:
-            lines.append("  attrs: " + ", ".join(f"{k}={v!r}" for k, v in user.items()))
-        if self._scalars:
-            lines.append("  scalars: " + ", ".join(
-                f"{n} ({len(s.steps)}, {_fmt_steps(s.steps)})" for n, s in self._scalars.items()))
-        total = 0
-        for kind, layers in self._tensors.items():
-            lines.append(f"  {kind} ({len(layers)} layers):")
-            width = max((len(n) for n in layers), default=0)
-            for name, s in layers.items():
-                sizes = ", ".join(f"{d}: {n}" for d, n in zip(s.dims, s.shape, strict=True))
-                total += s.nbytes
-                lines.append(f"    {name:<{width}}  ({sizes})  {s.dtype.name}  "
-                             f"{_fmt_bytes(s.nbytes)}  {_fmt_steps(s.steps)}")
-        if self.probes:
-            lines.append("  probes: " + ", ".join(self.probes) + "  (run.probe(name))")
-        if not self._tensors and not self._scalars:
-            lines.append("  (empty)")
-        lines.append(f"  total tensor data: {_fmt_bytes(total)}")
-        return "\n".join(lines)
+        return describe_run(self.store, self.probe_name, self.attrs, self._tensors,
+                            self._scalars, self.probes)
 
 
 def open_run(store: str | os.PathLike[str], *, storage_options: Mapping[str, Any] | None = None,

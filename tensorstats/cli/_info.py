@@ -55,7 +55,7 @@ def describe(run: Any) -> dict[str, Any]:
 
 
 def _human(name: str, info: dict[str, Any], findings: list[str]) -> str:
-    from ..run import _fmt_bytes
+    from ..run_repr import fmt_bytes as _fmt_bytes
 
     lines = [f"{name}: {info['store']}"]
     if findings:
