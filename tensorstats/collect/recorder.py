@@ -41,6 +41,7 @@ from .convert import to_numpy
 from .layout import ScalarSpec, TensorSpec, new_tensor_layout, payload_rows, resumed_spec
 from .submit import Submitter
 from .validate import (
+    check_fits,
     check_json,
     check_max_elements,
     check_step,
@@ -334,6 +335,7 @@ class Recorder:
             spec = self._tensor_spec(key)
             if spec is None:
                 user_attrs = check_json(series_attrs, f"{where}: attrs")  # checked once
+                check_fits(arr, stored_dtype(arr.dtype), source_dtype, where)
                 spec = self._new_tensor_series(
                     key, section, kind, layer, probe, arr, source_dtype, ax, names,
                     max_elements, user_attrs)

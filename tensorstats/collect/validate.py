@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import operator
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -115,9 +116,22 @@ def check_max_elements(max_elements: Any, where: str) -> int | None:
 def check_fits(arr: np.ndarray, dtype: np.dtype, source_dtype: str, where: str) -> None:
     """Refuse values the series' dtype cannot hold as they are.
 
-    Integers outside the range of an integer series are refused (the dtype is
-    fixed at a series' first step).
+    Integers outside the range of an integer series, and finite floats beyond
+    the range of a narrower float series (1e300 into float32 would become
+    ``inf``), are refused: a value is never changed silently. NaN and ±Inf
+    are stored as they are. The check costs a pass over the values only when
+    the series' dtype is narrower than the value's.
+
+    Examples
+    --------
+    >>> check_fits(np.array([1e300]), np.dtype("float32"), "float64", "'w' layer 'x' at step 3")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'w' layer 'x' at step 3: finite values up to 1e+300 in magnitude do not fit ...
     """
+    if (dtype.kind == "f" and arr.dtype.kind == "f" and arr.size
+            and arr.dtype.itemsize > dtype.itemsize):
+        _check_float_range(arr, dtype, source_dtype, where)
     if dtype.kind in "iu" and arr.size and not np.can_cast(arr.dtype, dtype):
         info = np.iinfo(dtype)
         lo, hi = arr.min(), arr.max()
@@ -125,3 +139,22 @@ def check_fits(arr: np.ndarray, dtype: np.dtype, source_dtype: str, where: str) 
             raise ValueError(
                 f"{where}: values from {lo} to {hi} do not fit the series' dtype "
                 f"{dtype} ({info.min}..{info.max}), fixed at its first step")
+
+
+def _check_float_range(arr: np.ndarray, dtype: np.dtype, source_dtype: str, where: str) -> None:
+    limit = float(np.finfo(dtype).max)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN tensor
+        lo, hi = np.nanmin(arr), np.nanmax(arr)
+    if np.isnan(hi) or (-limit <= lo and hi <= limit):  # all within range (or all NaN)
+        return
+    finite = np.isfinite(arr)
+    if not finite.any():
+        return
+    biggest = float(np.max(np.abs(arr[finite])))
+    if biggest > limit:
+        raise ValueError(
+            f"{where}: finite values up to {biggest:.3g} in magnitude do not fit the series' "
+            f"dtype {dtype} (largest {limit:.3g}), fixed at its first step; given as "
+            f"{source_dtype}. Storing them would turn them into inf. Record this series "
+            f"as {arr.dtype} from its first step, or rescale the values")

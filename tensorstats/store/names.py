@@ -8,6 +8,8 @@ the Zarr v3 spec and harmless on every file system:
 
 * the names ``.`` and ``..`` are encoded completely (``%2E``, ``%2E%2E``);
 * a leading ``__`` (reserved by Zarr) is encoded as ``%5F_``;
+* the name ``zarr.json`` (in any letter case: the node's own metadata
+  document) has its dot encoded, ``zarr%2Ejson``;
 * the empty string cannot be encoded and is rejected.
 
 Decoding is plain percent-decoding, so ``decode(encode(s)) == s`` for every
@@ -53,6 +55,8 @@ def encode_name(name: str, *, what: str = "name") -> str:
     '..%2Fx'
     >>> encode_name("..")
     '%2E%2E'
+    >>> encode_name("zarr.json")
+    'zarr%2Ejson'
     """
     if not isinstance(name, str):
         raise TypeError(f"{what} must be a str, got {type(name).__name__}: {name!r}")
@@ -68,6 +72,8 @@ def _encode(name: str) -> str:
     out = "".join(ch if ch in _SAFE else _escape(ch) for ch in name)
     if out.startswith("__"):
         out = "%5F" + out[1:]
+    if out.lower() == "zarr.json":
+        out = out.replace(".", "%2E")
     return out
 
 

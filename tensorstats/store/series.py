@@ -71,13 +71,13 @@ class AppendArray:
             raise ValueError("multi-step chunks are stored uncompressed")
         self._encoder = ChunkEncoder(self.codec)
         if self.row_shape and not self.split:
-            self.split = self.row_shape[0]
+            self.split = max(self.row_shape[0], 1)  # a chunk is never empty
 
     @property
     def chunks(self) -> tuple[int, ...]:
         if not self.row_shape:
             return (self.step_chunk,)
-        return (self.step_chunk, self.split, *self.row_shape[1:])
+        return (self.step_chunk, self.split, *(max(n, 1) for n in self.row_shape[1:]))
 
     def write_metadata(self, backend: Backend, length: int) -> None:
         """Replace the whole ``zarr.json`` (atomic), in the appendable layout."""
@@ -100,6 +100,8 @@ class AppendArray:
     def write_row(self, backend: Backend, index: int, row: np.ndarray) -> None:
         """Write the chunk(s) holding row ``index``; the row stays invisible."""
         if self.step_chunk == 1:
+            if row.size == 0 and self.row_shape:  # an empty tensor has no chunk to write
+                return
             rest = (0,) * max(len(self.row_shape) - 1, 0)
             if not self.row_shape:
                 backend.write(self._key((index,)), self._encoder.encode(row.reshape(1)),
