@@ -2,7 +2,7 @@
 
 >>> import tensorstats as ts
 >>> sorted(n for n in ts.__all__ if not n.startswith("_"))  # doctest: +NORMALIZE_WHITESPACE
-['Recorder', 'Run', 'Runs', 'at', 'correlate', 'emission_absorption',
+['Recorder', 'Run', 'Runs', 'at', 'check', 'correlate', 'emission_absorption',
  'every', 'fdr', 'granger', 'logspaced', 'meanfield', 'moments', 'normality', 'open_run',
  'open_runs', 'scalars_from_csv', 'scalars_from_tensorboard', 'shift', 'to_frame']
 
@@ -21,6 +21,7 @@ from ._version import __version__
 
 _PUBLIC = {
     "Recorder": "collect",
+    "check": "verify",
     "at": "collect.schedules",
     "every": "collect.schedules",
     "logspaced": "collect.schedules",
@@ -41,7 +42,8 @@ _PUBLIC = {
     "scalars_from_tensorboard": "scalars",
 }
 
-__all__ = ["Recorder", "Run", "Runs", "__version__", "at", "correlate", "emission_absorption",
+__all__ = ["Recorder", "Run", "Runs", "__version__", "at", "check", "correlate",
+           "emission_absorption",
            "every", "fdr", "granger", "logspaced", "meanfield", "moments", "normality",
            "open_run", "open_runs", "scalars_from_csv", "scalars_from_tensorboard", "shift",
            "to_frame"]
@@ -72,3 +74,4 @@ if TYPE_CHECKING:  # static analysers and IDEs see the real names
     from .stats.normality import normality
     from .stats.shift import shift
     from .stats.tidy import to_frame
+    from .verify import check

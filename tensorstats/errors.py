@@ -27,3 +27,9 @@ class UnknownSeriesError(KeyError):
 
     def __str__(self) -> str:  # KeyError quotes its message; say it plainly
         return str(self.args[0]) if self.args else ""
+
+
+class DamagedStoreError(NotARunStoreError):
+    """Part of a run store is damaged: a series' metadata is not readable, or a chunk is
+    missing, truncated or does not decode. The message names the series and, where it
+    can, the step; ``tensorstats check`` lists every such problem."""

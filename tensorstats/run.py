@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from functools import cached_property
 from typing import Any
@@ -12,7 +13,7 @@ import pandas as pd
 import xarray as xr
 
 from .dims import RUN, STEP
-from .errors import StoreNotFoundError, UnknownSeriesError
+from .errors import DamagedStoreError, StoreNotFoundError, UnknownSeriesError
 from .run_repr import describe_run
 from .store.backend import open_backend
 from .store.discover import SeriesInfo, probe_names, read_json, scalar_series, tensor_series
@@ -27,6 +28,11 @@ from .store.format import (
 )
 from .store.lazy import moments_dataarray, series_dataarray
 from .store.names import encode_name
+
+
+class DamagedSeriesWarning(UserWarning):
+    """Some series of a run could not be opened; the others read (see ``Run.damaged``)."""
+
 
 DEFAULT_DASK_CHUNK_BYTES = 64 * 2**20
 """Steps are grouped into dask chunks of about this many bytes when reading."""
@@ -64,12 +70,21 @@ class Run:
         check_format(self.attrs, self.store)
         self._zarr = zarr.open_group(self._backend.zarr_store(read_only=True), mode="r",
                                      use_consolidated=False)
-        self._tensors = tensor_series(self._backend, self._zarr, section, TENSOR_VAR)
+        self.damaged: dict[str, str] = {}
+        """Series that could not be opened (``"feature/conv1"`` -> why); see ``ts.check``."""
+        self._tensors = tensor_series(self._backend, self._zarr, section, TENSOR_VAR,
+                                      self.damaged)
         self.probes: list[str] = [] if _probe is not None else probe_names(self._backend)
         """Names of the fixed-input probe batches recorded (see :meth:`probe`)."""
-        self._scalars = ({} if _probe is not None
-                         else scalar_series(self._backend, self._zarr, SCALARS, SCALAR_VAR))
+        self._scalars = ({} if _probe is not None else
+                         scalar_series(self._backend, self._zarr, SCALARS, SCALAR_VAR,
+                                       self.damaged))
         self._cache: dict[tuple[str, str], xr.DataArray] = {}
+        if self.damaged:
+            warnings.warn(f"{self.store!r}: {len(self.damaged)} damaged series left out "
+                          f"({', '.join(self.damaged)}); every other series reads. "
+                          "run.damaged says why; ts.check(run) lists every problem",
+                          DamagedSeriesWarning, stacklevel=3)
 
     # ---------------------------------------------------------------- access
     @property
@@ -98,6 +113,9 @@ class Run:
     def _series(self, kind: str, layer: str) -> SeriesInfo:
         layers = self._tensors.get(kind)
         where = f"{self.store!r}" + (f" (probe {self.probe_name!r})" if self.probe_name else "")
+        label = (f"probe {self.probe_name}: " if self.probe_name else "") + f"{kind}/{layer}"
+        if label in self.damaged and (layers is None or layer not in layers):
+            raise DamagedStoreError(f"{label} in {where} is damaged: {self.damaged[label]}")
         if layers is None:
             raise UnknownSeriesError(f"no kind {kind!r} in {where}; kinds: {self.kinds}")
         if layer not in layers:

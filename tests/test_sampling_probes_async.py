@@ -174,13 +174,13 @@ def test_asynchronous_error_is_raised_in_caller(store, monkeypatch):
 
     monkeypatch.setattr(backend_mod.LocalBackend, "write", broken)
     rec.record("weight", "w", np.ones(3), step=1)  # accepted; the write fails later
-    with pytest.raises(RuntimeError, match="background write failed.*disk full") as e:
+    with pytest.raises(OSError, match="background write failed.*disk full") as e:
         rec.flush()
     assert isinstance(e.value.__cause__, OSError)
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(OSError, match="disk full"):
         rec.record("weight", "w", np.ones(3), step=2)
     monkeypatch.undo()
-    with pytest.raises(RuntimeError, match="disk full"):
+    with pytest.raises(OSError, match="disk full"):
         rec.close()
     assert ts.open_run(store)["weight", "w"].sizes["step"] == 1  # what was flushed survives
 

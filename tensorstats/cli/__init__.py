@@ -1,7 +1,7 @@
 """The ``tensorstats`` command: look into runs without writing code.
 
-``tensorstats info RUN``, ``analyze RUN... -o OUT``, ``report RUN... -o DIR``
-and ``import-scalars SOURCE --into RUN``; ``tensorstats COMMAND --help`` says
+``tensorstats info RUN``, ``analyze RUN... -o OUT``, ``report RUN... -o DIR``,
+``import-scalars SOURCE --into RUN`` and ``check RUN...``; ``tensorstats COMMAND --help`` says
 more, and ``docs/cli.md`` lists the exit codes. Built on click (a small,
 dependency-free library with nested commands, typed options, test runner and
 a progress bar; typer would add typing-driven declarations on top of click and
@@ -15,6 +15,7 @@ import click
 
 from .._version import __version__
 from ._analyze import analyze
+from ._check import check
 from ._errors import Exit
 from ._import import import_scalars
 from ._info import info
@@ -34,13 +35,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
     Exit codes: 0 ok, 1 unexpected error, 2 bad usage, 3 no such store or
     file, 4 not a tensorstats store (or damaged), 5 unsupported format
     version, 6 unknown kind/layer/scalar or a pattern matching nothing,
-    7 output exists, 8 optional dependency missing.
+    7 output exists, 8 optional dependency missing, 9 damaged store
+    (tensorstats check lists the problems).
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
 
 
-for _command in (info, analyze, report, import_scalars):
+for _command in (info, analyze, report, import_scalars, check):
     cli.add_command(_command)
 
 

@@ -13,7 +13,13 @@ from typing import Any, TypeVar
 
 import click
 
-from ..errors import FormatVersionError, NotARunStoreError, StoreNotFoundError, UnknownSeriesError
+from ..errors import (
+    DamagedStoreError,
+    FormatVersionError,
+    NotARunStoreError,
+    StoreNotFoundError,
+    UnknownSeriesError,
+)
 
 
 class Exit(enum.IntEnum):
@@ -36,6 +42,9 @@ class Exit(enum.IntEnum):
     """The output exists; nothing is overwritten without ``--overwrite``."""
     MISSING_EXTRA = 8
     """An optional dependency (an extra such as ``plot`` or ``parquet``) is not installed."""
+    DAMAGED = 9
+    """Part of a store is damaged: a chunk missing, truncated or undecodable, or a series'
+    metadata unreadable (``tensorstats check`` lists every problem)."""
 
 
 class CliError(click.ClickException):
@@ -52,6 +61,7 @@ class CliError(click.ClickException):
 _CASES: tuple[tuple[type[BaseException], Exit], ...] = (
     (StoreNotFoundError, Exit.NOT_FOUND),
     (FileNotFoundError, Exit.NOT_FOUND),
+    (DamagedStoreError, Exit.DAMAGED),
     (NotARunStoreError, Exit.NOT_A_RUN),
     (FormatVersionError, Exit.FORMAT_VERSION),
     (UnknownSeriesError, Exit.UNKNOWN_NAME),

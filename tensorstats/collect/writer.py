@@ -69,8 +69,11 @@ class BackgroundWriter:
 
     def _raise(self) -> None:
         if self.error is not None:
-            raise RuntimeError(f"a background write failed: {self.error!r}; the tasks "
-                               "queued after it were not written") from self.error
+            message = (f"a background write failed: {self.error!r}; the tasks queued after "
+                       "it were not written")
+            if isinstance(self.error, OSError):  # keep errno (ENOSPC, EIO...) for callers
+                raise OSError(self.error.errno, message) from self.error
+            raise RuntimeError(message) from self.error
 
     def _run(self) -> None:
         while True:

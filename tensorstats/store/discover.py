@@ -3,7 +3,9 @@
 The reader lists the groups of a section (``tensors``, ``probes/<name>``,
 ``scalars``), reads each series' ``zarr.json`` and its ``step`` array, and
 keeps what it learnt in a :class:`SeriesInfo`. A folder without a
-``zarr.json`` is one the writer had not yet committed and is skipped.
+``zarr.json`` is one the writer had not yet committed and is skipped. A series
+whose metadata cannot be read, or disagrees with itself, is *damaged*: it is
+set aside with the reason (``damaged``), and every other series still reads.
 """
 
 from __future__ import annotations
@@ -15,10 +17,13 @@ from typing import Any
 import numpy as np
 
 from ..dims import STEP
-from ..errors import NotARunStoreError
+from ..errors import DamagedStoreError, NotARunStoreError
 from .backend import Backend
 from .format import INDICES_VAR, META_KEY, MOMENTS_VAR, PROBES, STEP_VAR
 from .names import decode_name
+
+Damaged = dict[str, str]
+"""Series that could not be opened: readable label (``feature/conv1``) -> reason."""
 
 
 @dataclass
@@ -86,38 +91,76 @@ def open_series(backend: Backend, root: Any, key: str, var: str,
     steps = np.asarray(step_arr[:length], dtype=np.int64)
     dims = tuple(data_arr.metadata.dimension_names)
     if dims[0] != STEP:
-        raise ValueError(f"{key}/{var} has dims {dims}; expected {STEP!r} first")
+        raise DamagedStoreError(f"{key}/{var} has dims {dims}; expected {STEP!r} first")
+    if np.dtype(data_arr.dtype).kind not in "biuf":
+        raise DamagedStoreError(f"{key}/{var} has data type {data_arr.dtype}, not numeric")
+    _check_row_shape(attrs.get(META_KEY, {}), tuple(data_arr.shape[1:]), positions, key)
     return SeriesInfo(key=key, name=name, var=var, length=length, dims=dims,
                       shape=(length, *data_arr.shape[1:]), dtype=np.dtype(data_arr.dtype),
                       zarr_chunks=tuple(data_arr.chunks), attrs=attrs, steps=steps,
                       array=data_arr, moments=moments, positions=positions)
 
 
-def tensor_series(backend: Backend, root: Any, section: str,
-                  var: str) -> dict[str, dict[str, SeriesInfo]]:
+def _check_row_shape(meta: dict[str, Any], row: tuple[int, ...],
+                     positions: np.ndarray | None, key: str) -> None:
+    """A fully stored series' rows have its source shape, channel axis first."""
+    shape, ax = meta.get("source_shape"), meta.get("channel_axis")
+    if shape is None or positions is not None:
+        return
+    want = tuple(np.moveaxis(np.empty(shape, dtype=np.bool_), ax, 0).shape
+                 if ax is not None else shape)
+    if row != want:
+        raise DamagedStoreError(f"{key}: stored rows have shape {row}, but the series was "
+                                f"recorded with shape {tuple(shape)} (channel axis {ax}); "
+                                "its metadata was edited or damaged")
+
+
+_DAMAGE = (DamagedStoreError, NotARunStoreError, ValueError, KeyError, TypeError,
+           IndexError, json.JSONDecodeError, UnicodeDecodeError)
+
+
+def _open_or_note(backend: Backend, root: Any, key: str, var: str, name_attr: str,
+                  damaged: Damaged) -> SeriesInfo | None:
+    try:
+        return open_series(backend, root, key, var, name_attr)
+    except _DAMAGE as e:
+        from .check import series_label
+
+        damaged[series_label(key)] = f"{type(e).__name__}: {e}"
+        return None
+
+
+def tensor_series(backend: Backend, root: Any, section: str, var: str,
+                  damaged: Damaged) -> dict[str, dict[str, SeriesInfo]]:
     """``{kind: {layer: series}}`` of a tensor section, both levels sorted."""
     kinds: dict[str, dict[str, SeriesInfo]] = {}
     for kind_key in backend.children(section):
-        kind_meta = read_json(backend, f"{section}/{kind_key}/zarr.json")
+        try:
+            kind_meta = read_json(backend, f"{section}/{kind_key}/zarr.json")
+        except NotARunStoreError as e:
+            from .check import series_label
+
+            damaged[series_label(f"{section}/{kind_key}")] = str(e)
+            continue
         if kind_meta is None:
             continue
         kind = _own_meta(kind_meta).get("kind", decode_name(kind_key))
         layers = {}
         for layer_key in backend.children(f"{section}/{kind_key}"):
-            series = open_series(backend, root, f"{section}/{kind_key}/{layer_key}", var,
-                                 "layer")
+            series = _open_or_note(backend, root, f"{section}/{kind_key}/{layer_key}", var,
+                                   "layer", damaged)
             if series is not None:
                 layers[series.name] = series
         kinds[kind] = dict(sorted(layers.items()))
     return dict(sorted(kinds.items()))
 
 
-def scalar_series(backend: Backend, root: Any, section: str,
-                  var: str) -> dict[str, SeriesInfo]:
+def scalar_series(backend: Backend, root: Any, section: str, var: str,
+                  damaged: Damaged) -> dict[str, SeriesInfo]:
     """``{name: series}`` of the scalar section."""
     out = {}
     for name_key in backend.children(section):
-        series = open_series(backend, root, f"{section}/{name_key}", var, "scalar")
+        series = _open_or_note(backend, root, f"{section}/{name_key}", var, "scalar", damaged)
         if series is not None:
             out[series.name] = series
     return out

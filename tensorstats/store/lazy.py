@@ -15,6 +15,7 @@ import xarray as xr
 
 from ..dims import ELEMENT, MOMENT, POSITION, STEP
 from .backend import Backend
+from .codec_read import CodecChunkReader
 from .discover import SeriesInfo
 from .format import META_KEY
 from .local_read import LocalChunkReader
@@ -34,10 +35,38 @@ def lazy_array(backend: Backend, series: SeriesInfo, array: Any, chunk_bytes: in
     source = array
     folder = backend.local_path(array.path)
     if folder is not None:  # uncompressed local chunks: read directly
-        source = LocalChunkReader.for_array(folder, array) or array
-    data = dsa.from_array(source, chunks=(per, *zchunks[1:]), lock=False, asarray=True,
-                          name=name, meta=np.empty((0,) * array.ndim, dtype))
+        source = LocalChunkReader.for_array(folder, array, missing="raise") or array
+    if source is array:  # compressed whole-step chunks: checked before decoding
+        source = CodecChunkReader.for_codec_array(backend, array.path, array) or array
+    data = dsa.from_array(_Guarded(source, series), chunks=(per, *zchunks[1:]), lock=False,
+                          asarray=True, name=name, meta=np.empty((0,) * array.ndim, dtype))
     return data[: series.length]
+
+
+class _Guarded:
+    """A chunk source whose read errors name the series and the steps being read."""
+
+    def __init__(self, source: Any, series: SeriesInfo) -> None:
+        self._source = source
+        self._series = series
+        self.shape, self.dtype, self.ndim = source.shape, source.dtype, source.ndim
+
+    def __getitem__(self, key: Any) -> Any:
+        try:
+            return self._source[key]
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as e:
+            from ..errors import DamagedStoreError
+            from .check import series_label
+
+            first = key[0] if isinstance(key, tuple) else key
+            steps = self._series.steps[first] if isinstance(first, slice) else []
+            where = (f"step {steps[0]}" if len(steps) == 1 else
+                     f"steps {steps[0]}..{steps[-1]}" if len(steps) else "a step")
+            raise DamagedStoreError(f"{series_label(self._series.key)} {where}: cannot read "
+                                    f"the stored data ({type(e).__name__}: {e}); "
+                                    "ts.check(run) lists every damaged chunk") from e
 
 
 def series_dataarray(backend: Backend, series: SeriesInfo, chunk_bytes: int) -> xr.DataArray:

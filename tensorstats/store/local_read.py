@@ -11,7 +11,10 @@ released while the kernel copies from the page cache).
 
 Anything else -- compressed or byte-swapped chunks, chunks that split a step,
 data types NumPy does not know, object stores -- goes through zarr-python
-unchanged. Missing chunk files read as the array's fill value, as in Zarr.
+unchanged. Missing chunk files read as the array's fill value, as in Zarr,
+unless the reader is told that every chunk it reads must exist
+(``missing="raise"``, what :func:`tensorstats.open_run` asks: it reads only
+committed steps, whose chunks the writer always wrote).
 
 Examples
 --------
@@ -48,8 +51,10 @@ class LocalChunkReader:
         As the zarr array's.
     """
 
-    def __init__(self, folder: str, array: Any, encode_key: Any) -> None:
+    def __init__(self, folder: str, array: Any, encode_key: Any,
+                 missing: str = "fill") -> None:
         self._folder = folder
+        self._missing = missing
         self._array = array
         self._encode_key = encode_key
         self.shape: tuple[int, ...] = tuple(array.shape)
@@ -60,7 +65,8 @@ class LocalChunkReader:
         self._fill = array.fill_value
 
     @classmethod
-    def for_array(cls, folder: str, array: Any) -> LocalChunkReader | None:
+    def for_array(cls, folder: str, array: Any,
+                  missing: str = "fill") -> LocalChunkReader | None:
         """A reader for the zarr ``array`` stored in ``folder``, or None if it needs zarr.
 
         Parameters
@@ -70,6 +76,9 @@ class LocalChunkReader:
         array : zarr.Array
             The same array opened with zarr-python (its metadata is used, and
             it serves any index the fast path does not).
+        missing : {"fill", "raise"}
+            What a missing chunk file reads as: the fill value (Zarr's rule),
+            or a :class:`~tensorstats.errors.DamagedStoreError`.
         """
         from zarr.codecs import BytesCodec
         from zarr.core.chunk_grids import RegularChunkGrid
@@ -91,7 +100,7 @@ class LocalChunkReader:
             return None
         if tuple(array.chunks[1:]) != tuple(array.shape[1:]):
             return None  # a chunk must hold whole steps
-        return cls(folder, array, meta.chunk_key_encoding.encode_chunk_key)
+        return cls(folder, array, meta.chunk_key_encoding.encode_chunk_key, missing)
 
     def __getitem__(self, key: Any) -> np.ndarray:
         if not isinstance(key, tuple):
@@ -134,6 +143,11 @@ class LocalChunkReader:
         try:
             f = open(path, "rb", buffering=0)
         except FileNotFoundError:
+            if self._missing == "raise":
+                from ..errors import DamagedStoreError
+
+                raise DamagedStoreError(f"chunk {path!r} is missing: the store is "
+                                        "damaged") from None
             return False
         with f:
             view = memoryview(target).cast("B")
@@ -145,7 +159,9 @@ class LocalChunkReader:
                 got += n
             extra = f.read(1)
         if got != self._chunk_nbytes or extra:
+            from ..errors import DamagedStoreError
+
             size = os.path.getsize(path)
-            raise ValueError(f"chunk {path!r} holds {size} bytes, expected "
-                             f"{self._chunk_nbytes}: the store is damaged")
+            raise DamagedStoreError(f"chunk {path!r} holds {size} bytes, expected "
+                                    f"{self._chunk_nbytes}: the store is damaged")
         return True
