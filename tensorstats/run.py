@@ -145,6 +145,20 @@ class Run:
         return Run(self.store, storage_options=self._storage_options,
                    chunk_bytes=self._chunk_bytes, _probe=name)
 
+    def refresh(self) -> Run:
+        """Look at the store again: steps, series and probes recorded since it was opened.
+
+        For a run still being written (a notebook next to a training job).
+        Every step shown is complete: each series shows the steps committed
+        when it was looked at (later ones appear on the next refresh). Arrays
+        taken from the run before keep the steps they had. Returns the run.
+        """
+        fresh = Run(self.store, storage_options=self._storage_options,
+                    chunk_bytes=self._chunk_bytes, _probe=self.probe_name)
+        self.__dict__.clear()  # drops cached scalars and tree too
+        self.__dict__.update(fresh.__dict__)
+        return self
+
     def _main_run(self) -> Run:
         """The run itself, for a probe (whose parameters are stored with the run)."""
         if self.probe_name is None:
@@ -225,7 +239,9 @@ def open_run(store: str | os.PathLike[str], *, storage_options: Mapping[str, Any
     Notes
     -----
     A store whose writer was killed opens too: each series shows every step
-    committed before the kill.
+    committed before the kill. A store still being written opens as well:
+    each series shows the steps committed so far, every one complete;
+    :meth:`Run.refresh` (or another ``open_run``) shows the newer ones.
 
     Examples
     --------
