@@ -15,7 +15,7 @@ import xarray as xr
 from .dims import RUN, STEP
 from .errors import DamagedStoreError, StoreNotFoundError, UnknownSeriesError
 from .run_repr import describe_run
-from .store.backend import open_backend
+from .store.backend import is_url, open_backend
 from .store.discover import SeriesInfo, probe_names, read_json, scalar_series, tensor_series
 from .store.format import (
     MOMENTS_VAR,
@@ -337,7 +337,9 @@ def open_runs(stores: Mapping[str, str | os.PathLike[str]] | Sequence[str | os.P
         ``{name: path}``, or a list of paths (each named by its file name
         without ``.zarr``).
     storage_options
-        Passed to fsspec for URLs.
+        Passed to fsspec for the stores given as URLs (``"s3://..."``); local
+        paths among ``stores`` do not take them, so a local run and a remote
+        one open together.
 
     Examples
     --------
@@ -362,5 +364,6 @@ def open_runs(stores: Mapping[str, str | os.PathLike[str]] | Sequence[str | os.P
             if name in named:
                 raise ValueError(f"two runs would be named {name!r}; pass a dict of names")
             named[name] = s
-    return Runs({n: open_run(p, storage_options=storage_options, chunk_bytes=chunk_bytes)
+    return Runs({n: open_run(p, storage_options=storage_options if is_url(p) else None,
+                             chunk_bytes=chunk_bytes)
                  for n, p in named.items()})

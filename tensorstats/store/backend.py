@@ -271,7 +271,36 @@ class LocalBackend(Backend):
 
 
 class FsspecBackend(Backend):
-    """A store at an fsspec URL such as ``memory://run.zarr`` or ``s3://b/run.zarr``."""
+    """A store at an fsspec URL such as ``memory://run.zarr`` or ``s3://b/run.zarr``.
+
+    Parameters
+    ----------
+    url
+        The store's URL, as the user gave it. It is shown in reprs and error
+        messages, so it must not carry credentials; those go in
+        ``storage_options`` or the environment.
+    storage_options
+        Keyword arguments of the fsspec file system (``key``, ``secret``,
+        ``client_kwargs={"endpoint_url": ...}``, ``profile``...). Kept only in
+        memory: never written to the store, never shown by ``repr``.
+
+    Notes
+    -----
+    Every key is written with one ``pipe_file`` call. On object stores (S3,
+    GCS, Azure Blob) that is one ``PUT`` (or, for objects of 100 MiB or more,
+    one multipart upload with s3fs), which readers see whole or not at all: the old
+    object or the new one, never a mix. This is what ``replace=True`` asks
+    for, and it holds without a temporary key or a rename (S3 has no atomic
+    rename). On fsspec file systems that write in place (``sftp://``,
+    ``ftp://``, ``file://`` given ``storage_options``), a write interrupted
+    by a crash can leave a torn object; use a plain local path for a local
+    folder.
+
+    Listings (:meth:`children`, :meth:`exists`, :meth:`is_empty`) always ask
+    the server: fsspec caches directory listings per file-system instance, and
+    instances are shared by every store opened with the same options, so a
+    cached listing would hide series another process wrote after it.
+    """
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None):
         import fsspec
@@ -281,9 +310,17 @@ class FsspecBackend(Backend):
         self.fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
         self.root = root.rstrip("/")
 
+    def __repr__(self) -> str:  # never the storage options: they may hold credentials
+        return f"<{type(self).__name__} {self.url!r}>"
+
     def _path(self, key: str) -> str:
         check_key(key)
         return f"{self.root}/{key}"
+
+    def _fresh(self, path: str) -> str:
+        """``path``, after dropping fsspec's cached listings of it and of its parents."""
+        self.fs.invalidate_cache(path)
+        return path
 
     def write(self, key: str, data: bytes | memoryview, *, replace: bool) -> None:
         self.fs.pipe_file(self._path(key), bytes(data))
@@ -295,7 +332,7 @@ class FsspecBackend(Backend):
             return None
 
     def children(self, prefix: str) -> list[str]:
-        folder = self._path(prefix) if prefix else self.root
+        folder = self._fresh(self._path(prefix) if prefix else self.root)
         try:
             entries = self.fs.ls(folder, detail=True)
         except FileNotFoundError:
@@ -305,17 +342,17 @@ class FsspecBackend(Backend):
         )
 
     def exists(self) -> bool:
-        return bool(self.fs.exists(self.root))
+        return bool(self.fs.exists(self._fresh(self.root)))
 
     def is_empty(self) -> bool:
-        if not self.fs.exists(self.root):
+        if not self.fs.exists(self._fresh(self.root)):
             return True
         if not self.fs.isdir(self.root):
             return False
         return len(self.fs.ls(self.root, detail=False)) == 0
 
     def remove_all(self) -> None:
-        if self.fs.exists(self.root):
+        if self.fs.exists(self._fresh(self.root)):
             self.fs.rm(self.root, recursive=True)
 
     def zarr_store(self, *, read_only: bool = True) -> Any:
@@ -324,6 +361,17 @@ class FsspecBackend(Backend):
         return FsspecStore.from_url(
             self.url, storage_options=self.storage_options or None, read_only=read_only
         )
+
+
+def is_url(store: str | os.PathLike[str]) -> bool:
+    """Whether ``store`` is a ``protocol://`` URL rather than a local path.
+
+    Examples
+    --------
+    >>> is_url("s3://bucket/run.zarr"), is_url("runs/a.zarr"), is_url("file:///tmp/a.zarr")
+    (True, False, True)
+    """
+    return isinstance(store, str) and "://" in store
 
 
 def open_backend(
@@ -345,7 +393,7 @@ def open_backend(
         store = os.fspath(store)
     if not isinstance(store, str):
         raise TypeError(f"store must be a path or URL string, got {type(store).__name__}")
-    if "://" in store:
+    if is_url(store):
         protocol, rest = store.split("://", 1)
         if protocol in ("file", "local") and not storage_options:
             return LocalBackend(rest)
