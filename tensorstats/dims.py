@@ -17,6 +17,9 @@ CHANNEL: Final = "channel"
 RUN: Final = "run"
 """Added by :func:`tensorstats.open_runs` when several runs are stacked."""
 
+RANK: Final = "rank"
+"""Leading dimension of a series each process of a multi-process run wrote for itself."""
+
 TEST: Final = "test"
 """Leading dimension of normality results (one entry per test)."""
 
@@ -53,7 +56,7 @@ POOLED: Final = "__pooled__"
 DEFAULT_BY: Final = (RUN, STEP, CHANNEL)
 """Dims an analysis keeps by default: whichever of these its input has."""
 
-RESERVED: Final = frozenset({STEP, CHANNEL, RUN, TEST, LAG, ELEMENT, MOMENT, POSITION})
+RESERVED: Final = frozenset({STEP, CHANNEL, RUN, RANK, TEST, LAG, ELEMENT, MOMENT, POSITION})
 """Names a user may not give to the other axes of a recorded tensor."""
 
 

@@ -33,3 +33,7 @@ class DamagedStoreError(NotARunStoreError):
     """Part of a run store is damaged: a series' metadata is not readable, or a chunk is
     missing, truncated or does not decode. The message names the series and, where it
     can, the step; ``tensorstats check`` lists every such problem."""
+
+
+class StoreLockedError(RuntimeError):
+    """Another Recorder is writing the same store (or the same rank of it)."""

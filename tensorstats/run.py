@@ -16,17 +16,26 @@ from .dims import RUN, STEP
 from .errors import DamagedStoreError, StoreNotFoundError, UnknownSeriesError
 from .run_repr import describe_run
 from .store.backend import is_url, open_backend
-from .store.discover import SeriesInfo, probe_names, read_json, scalar_series, tensor_series
+from .store.discover import (
+    RankedSeries,
+    SeriesInfo,
+    probe_names,
+    ranked_series,
+    read_json,
+    scalar_series,
+    tensor_series,
+)
 from .store.format import (
     MOMENTS_VAR,
     PROBES,
+    RANKS,
     SCALAR_VAR,
     SCALARS,
     TENSOR_VAR,
     TENSORS,
     check_format,
 )
-from .store.lazy import moments_dataarray, series_dataarray
+from .store.lazy import moments_dataarray, ranked_dataarray, series_dataarray
 from .store.names import encode_name
 
 
@@ -72,9 +81,16 @@ class Run:
                                      use_consolidated=False)
         self.damaged: dict[str, str] = {}
         """Series that could not be opened (``"feature/conv1"`` -> why); see ``ts.check``."""
-        self._tensors = tensor_series(self._backend, self._zarr, section, TENSOR_VAR,
-                                      self.damaged)
-        self.probes: list[str] = [] if _probe is not None else probe_names(self._backend)
+        self._tensors: dict[str, dict[str, SeriesInfo | RankedSeries]] = dict(tensor_series(
+            self._backend, self._zarr, section, TENSOR_VAR, self.damaged))
+        ranked = ranked_series(self._backend, self._zarr, RANKS, section, TENSOR_VAR,
+                               self.damaged)
+        for kind, layers in ranked.items():  # per-rank series, read with a rank dim
+            merged = {**layers, **self._tensors.get(kind, {})}
+            self._tensors[kind] = dict(sorted(merged.items()))
+        self._tensors = dict(sorted(self._tensors.items()))
+        self.probes: list[str] = ([] if _probe is not None
+                                  else probe_names(self._backend, RANKS))
         """Names of the fixed-input probe batches recorded (see :meth:`probe`)."""
         self._scalars = ({} if _probe is not None else
                          scalar_series(self._backend, self._zarr, SCALARS, SCALAR_VAR,
@@ -107,10 +123,12 @@ class Run:
             return np.empty(0, np.int64)
         return np.unique(np.concatenate(all_steps))
 
-    def _dataarray(self, series: SeriesInfo) -> xr.DataArray:
+    def _dataarray(self, series: SeriesInfo | RankedSeries) -> xr.DataArray:
+        if isinstance(series, RankedSeries):
+            return ranked_dataarray(self._backend, series, self._chunk_bytes)
         return series_dataarray(self._backend, series, self._chunk_bytes)
 
-    def _series(self, kind: str, layer: str) -> SeriesInfo:
+    def _series(self, kind: str, layer: str) -> SeriesInfo | RankedSeries:
         layers = self._tensors.get(kind)
         where = f"{self.store!r}" + (f" (probe {self.probe_name!r})" if self.probe_name else "")
         label = (f"probe {self.probe_name}: " if self.probe_name else "") + f"{kind}/{layer}"
@@ -132,7 +150,10 @@ class Run:
         central sums, so ``var = m2 / count``), or ``None`` where the series
         was stored in full.
         """
-        return moments_dataarray(self._backend, self._series(kind, layer), self._chunk_bytes)
+        series = self._series(kind, layer)
+        if isinstance(series, RankedSeries):
+            return ranked_dataarray(self._backend, series, self._chunk_bytes, moments=True)
+        return moments_dataarray(self._backend, series, self._chunk_bytes)
 
     def probe(self, name: str) -> Run:
         """The series recorded on the fixed input batch ``name`` (e.g. ``"valid"``).
@@ -200,13 +221,16 @@ class Run:
         """The whole store as an ``xr.DataTree``, node paths as stored (encoded names)."""
         nodes: dict[str, xr.Dataset] = {"/": xr.Dataset(attrs=self.attrs)}
         for run in (self, *(self.probe(p) for p in self.probes)):
-            for kind, layers in run._tensors.items():
-                for layer, s in layers.items():
-                    variables = {TENSOR_VAR: run[kind, layer].rename(None)}
-                    moments = run.moments(kind, layer)
-                    if moments is not None:
-                        variables[MOMENTS_VAR] = moments.rename(None)
-                    nodes[s.key] = xr.Dataset(variables, attrs=s.attrs)
+            for layers in run._tensors.values():
+                for series in layers.values():
+                    parts = (series.by_rank.values() if isinstance(series, RankedSeries)
+                             else [series])
+                    for s in parts:  # each rank's series at its own path
+                        variables = {TENSOR_VAR: run._dataarray(s).rename(None)}
+                        moments = moments_dataarray(run._backend, s, run._chunk_bytes)
+                        if moments is not None:
+                            variables[MOMENTS_VAR] = moments.rename(None)
+                        nodes[s.key] = xr.Dataset(variables, attrs=s.attrs)
         for s in self._scalars.values():
             nodes[s.key] = xr.Dataset({SCALAR_VAR: self._dataarray(s).rename(None)}, attrs=s.attrs)
         return xr.DataTree.from_dict(nodes)

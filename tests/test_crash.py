@@ -132,6 +132,7 @@ def test_crash_injected_at_every_write(tmp_path, monkeypatch, torn):
         with pytest.raises(_Crash):
             _record_steps(rec, 2, 3)
         monkeypatch.undo()
+        rec._release_lock()  # the writer "died": the system drops a dead process's lock
 
         run = ts.open_run(path)
         for layer in ("w", "big"):

@@ -33,12 +33,22 @@ from ..store.format import (
     dumps,
     group_metadata,
 )
+from ..store.lock import StoreLock
+from ..store.lock import acquire as acquire_lock
 from ..store.names import encode_name
 from ..store.series import AppendArray, SeriesWriter, repair_all
 from . import validate
 from .buffers import BufferPool
 from .convert import to_numpy
 from .layout import ScalarSpec, TensorSpec, new_tensor_layout, payload_rows, resumed_spec
+from .ranks import (
+    RANKS,
+    SHARED_KINDS,
+    rank_prefix,
+    resolve_ranks,
+    share_outcome,
+    wait_for_root,
+)
 from .submit import Submitter
 from .validate import (
     check_fits,
@@ -102,14 +112,36 @@ class Recorder:
         blocks instead of holding more.
     seed
         Seed of the element positions chosen by ``max_elements``.
+    rank, world_size
+        This process's place in a run of several processes (data-parallel
+        training). Not given, they are taken from ``torch.distributed`` when
+        it is initialised with more than one process. Rank ``r`` writes its
+        own series under ``ranks/<r>/``; the ``shared_kinds`` and the scalars
+        are written by rank 0 only (other ranks' calls return at once). Rank 0
+        creates the store; the others join it. ``open_run`` shows per-rank
+        series with a ``rank`` dim. See ``docs/distributed.md``.
+    durable
+        On a local file system, ``fsync`` each step's chunks, the folders
+        that gained them, and then the commit, so a committed step survives
+        a power loss or an operating-system crash, not only the death of the
+        process. Costs a few disk flushes per series per step (see
+        ``docs/reliability.md``). Object stores are durable once a write
+        returns, either way.
+    shared_kinds
+        Kinds that agree across ranks (default ``("weight", "grad")``: the
+        weights, and the gradients after data parallelism's all-reduce).
 
     Notes
     -----
     Synchronously, each :meth:`record` commits one step of one series before it
     returns; asynchronously, everything recorded is committed when
-    :meth:`flush` returns. A crash after that, ``SIGKILL`` included, loses
-    none of it. A step is never rewritten to add the next one. A Recorder is
-    thread-safe; one store must have only one Recorder writing to it at once.
+    :meth:`flush` returns. A crash of the process after that, ``SIGKILL``
+    included, loses none of it; with ``durable=True`` neither does a power
+    loss. A step is never rewritten to add the next one. A Recorder is
+    thread-safe. One store has one writer (one per rank): on a local file
+    system a second Recorder on the same store (or rank) raises
+    :class:`~tensorstats.errors.StoreLockedError` (a ``flock`` the system
+    drops when the process ends, however it ends).
 
     Examples
     --------
@@ -136,6 +168,10 @@ class Recorder:
         asynchronous: bool = False,
         max_pending_bytes: int = DEFAULT_MAX_PENDING_BYTES,
         seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+        shared_kinds: Sequence[str] = SHARED_KINDS,
+        durable: bool = False,
     ) -> None:
         if mode not in _MODES:
             raise ValueError(f"mode must be one of {_MODES}, got {mode!r}")
@@ -145,7 +181,10 @@ class Recorder:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         user_attrs = check_json(attrs, "attrs")
-        self._backend: Backend = open_backend(store, storage_options)
+        self.rank, self.world_size = resolve_ranks(rank, world_size)
+        self.shared_kinds = tuple(shared_kinds)
+        self.durable = bool(durable)
+        self._backend: Backend = open_backend(store, storage_options, durable=self.durable)
         self.store = self._backend.url
         self.mode = mode
         self.codec = codec
@@ -159,30 +198,77 @@ class Recorder:
         self._submitter = Submitter(max_pending_bytes)
         self._resumed: dict[str, SeriesWriter] = {}
         self._pool = BufferPool(max_pending_bytes)
-
-        root = self._backend.read("zarr.json")
-        if mode == "w-" and not self._backend.is_empty():
-            raise FileExistsError(
-                f"{self.store!r} already exists; use mode='a' to append to it "
-                "or mode='w' to overwrite it")
-        if mode == "w" and not self._backend.is_empty():
-            if root is None:
-                raise FileExistsError(
-                    f"{self.store!r} exists and is not a Zarr store; refusing to delete it")
-            self._backend.remove_all()
-            root = None
-        if mode == "a" and root is not None:
-            self._resume(json.loads(root), user_attrs)
-        else:
-            if mode == "a" and not self._backend.is_empty():
-                raise FileExistsError(
-                    f"{self.store!r} exists and is not a Zarr store; cannot append to it")
-            self._create(user_attrs)
+        self._store_lock: StoreLock | None = None
+        try:
+            if self.rank in (None, 0):
+                self._open_main(mode, user_attrs)
+            else:
+                self._join(mode, user_attrs)
+        except BaseException:
+            self._release_lock()
+            raise
         if asynchronous:
             self.set_asynchronous(True)
         _open_recorders.add(self)
 
     # ------------------------------------------------------------------ setup
+    def _open_main(self, mode: str, user_attrs: dict[str, Any]) -> None:
+        """Create, overwrite or resume the store (one process, or rank 0 of several)."""
+        error = None
+        try:
+            root = self._backend.read("zarr.json")
+            if mode == "w-" and not self._backend.is_empty():
+                raise FileExistsError(
+                    f"{self.store!r} already exists; use mode='a' to append to it "
+                    "or mode='w' to overwrite it")
+            self._store_lock = acquire_lock(self._backend, None, self.store)
+            if mode == "w" and not self._backend.is_empty():
+                if root is None:
+                    raise FileExistsError(
+                        f"{self.store!r} exists and is not a Zarr store; refusing to delete it")
+                self._backend.remove_all()
+                root = None
+            if mode == "a" and root is not None:
+                self._resume(json.loads(root), user_attrs)
+            else:
+                if mode == "a" and not self._backend.is_empty():
+                    raise FileExistsError(
+                        f"{self.store!r} exists and is not a Zarr store; cannot append to it")
+                self._create(user_attrs)
+        except BaseException as e:
+            error = e
+            raise
+        finally:
+            if self.rank == 0:
+                share_outcome(0, error)
+
+    def _join(self, mode: str, user_attrs: dict[str, Any]) -> None:
+        """Rank r > 0: join the store rank 0 created; own only ``ranks/<r>``."""
+        assert self.rank is not None
+        share_outcome(self.rank, None)
+        attrs = json.loads(wait_for_root(self._backend, self.rank)).get("attributes", {})
+        check_format(attrs, self.store, writing=True)
+        given = {k: v for k, v in user_attrs.items() if attrs.get(k, v) != v or k not in attrs}
+        if given:
+            raise ValueError(f"rank {self.rank}: attrs {sorted(given)} are not those rank 0 "
+                             f"stored in {self.store!r}; run attrs are written by rank 0")
+        self._store_lock = acquire_lock(self._backend, self.rank, self.store)
+        mine = rank_prefix(self.rank)
+        if self._backend.children(mine):
+            if mode == "w-":
+                raise FileExistsError(f"{self.store!r} already holds rank {self.rank}'s series; "
+                                      "use mode='a' to append or mode='w' to replace them")
+            if mode == "w":
+                self._backend.remove(mine)
+        self._root_attrs = attrs
+        if mode == "a":
+            self._resumed = repair_all(self._backend, mine)
+
+    def _release_lock(self) -> None:
+        if self._store_lock is not None:
+            self._store_lock.release()
+            self._store_lock = None
+
     def _create(self, user_attrs: dict[str, Any]) -> None:
         meta = {
             "format": FORMAT_NAME,
@@ -191,6 +277,8 @@ class Recorder:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "codec": self.codec,
         }
+        if self.world_size is not None:
+            meta["world_size"] = self.world_size
         self._root_attrs = {**user_attrs, META_KEY: meta}
         self._backend.write("zarr.json", dumps(group_metadata(self._root_attrs)), replace=True)
         for section in (TENSORS, SCALARS):
@@ -208,7 +296,10 @@ class Recorder:
         # Everything is checked; only now may the store change. Consolidated
         # metadata goes first, so no reader ever sees a stale snapshot.
         unconsolidate(self._backend)
-        self._resumed = repair_all(self._backend)  # read once, used by record()
+        sections = [TENSORS, SCALARS, PROBES]  # other ranks repair their own series
+        sections += [RANKS] if self.rank is None else [rank_prefix(self.rank)]
+        for section in sections:  # read once, used by record()
+            self._resumed.update(repair_all(self._backend, section))
         self._root_attrs = {**attrs, **user_attrs}
         if user_attrs:
             self._backend.write("zarr.json", dumps(group_metadata(self._root_attrs)), replace=True)
@@ -242,6 +333,31 @@ class Recorder:
             return
         doc = dumps(group_metadata(attributes))
         self._submit(lambda: self._backend.write(f"{key}/zarr.json", doc, replace=True))
+
+    def _base(self, kind: str) -> str | None:
+        """Where this writer's series of ``kind`` go: ``""`` (the run's own sections),
+        ``"ranks/<r>"`` (this rank's), or None (a shared kind, left to rank 0)."""
+        if self.rank is None:
+            return ""
+        if kind in self.shared_kinds:
+            return "" if self.rank == 0 else None
+        return rank_prefix(self.rank)
+
+    def _ensure_parents(self, key: str, kind: str, probe: str | None) -> None:
+        """The groups above a new series, each with what it is in its attributes."""
+        parts = key.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            path, name = "/".join(parts[:i]), parts[i - 1]
+            above = parts[i - 2] if i > 1 else None
+            if i == len(parts):
+                meta: dict[str, Any] = {"kind": kind}
+            elif above == PROBES:
+                meta = {"probe": probe}
+            elif above == RANKS:
+                meta = {"rank": int(name)}
+            else:
+                meta = {"section": name}
+            self._ensure_group(path, {META_KEY: meta})
 
     def _check_open(self) -> None:
         if self._closed:
@@ -321,7 +437,7 @@ class Recorder:
         step = check_step(step, where)
         kind_key = encode_name(kind, what="kind")
         layer_key = encode_name(layer, what="layer")
-        section = TENSORS if probe is None else f"{PROBES}/{encode_name(probe, what='probe')}"
+        probe_key = None if probe is None else encode_name(probe, what="probe")
         arr, source_dtype = read_numeric(value, where)
         if arr.ndim == 0 and channel_axis == 0:
             channel_axis = None  # the default means nothing for a 0-d value
@@ -329,6 +445,11 @@ class Recorder:
         names = dim_names(dims, [i for i in range(arr.ndim) if i != ax], where)
         max_elements = check_max_elements(max_elements, where)
         series_attrs = dict(attrs) if attrs is not None else None
+        base = self._base(kind)
+        if base is None:
+            return  # a shared kind: rank 0 records it for every rank
+        section = TENSORS if probe_key is None else f"{PROBES}/{probe_key}"
+        section = f"{base}/{section}" if base else section
         key = f"{section}/{kind_key}/{layer_key}"
         with self._lock:
             self._check_open()
@@ -382,10 +503,7 @@ class Recorder:
                            probe: str | None, arr: np.ndarray, source_dtype: str,
                            ax: int | None, names: tuple[str, ...], max_elements: int | None,
                            user_attrs: dict[str, Any]) -> TensorSpec:
-        if section != TENSORS:
-            self._ensure_group(PROBES, {META_KEY: {"section": PROBES}})
-            self._ensure_group(section, {META_KEY: {"probe": probe}})
-        self._ensure_group(key.rsplit("/", 1)[0], {META_KEY: {"kind": kind}})
+        self._ensure_parents(key, kind, probe)
         dtype = stored_dtype(arr.dtype)
         layout = new_tensor_layout(arr, ax, names, dtype, key=key, codec=self.codec,
                                    chunk_bytes=self.chunk_bytes, max_elements=max_elements,
@@ -430,6 +548,8 @@ class Recorder:
         if arr.dtype.kind not in "biuf" or arr.size != 1:
             raise TypeError(f"{where}: expected one real number, got {arr.dtype} "
                             f"array of shape {arr.shape}")
+        if self.rank not in (None, 0):
+            return  # scalars are rank 0's, as the shared kinds
         key = f"{SCALARS}/{name_key}"
         with self._lock:
             self._check_open()
@@ -476,7 +596,9 @@ class Recorder:
         (one atomic write), so plain ``xarray``/``zarr`` open the store with a
         single read. A store that was never closed (a crash) opens without it.
         If a background write failed, its error is raised here and the store is
-        left unconsolidated.
+        left unconsolidated. The store of a run of several processes is not
+        consolidated (no rank knows when the others are done); tensorstats
+        reads it the same.
         """
         with self._lock:
             if self._closed:
@@ -487,11 +609,14 @@ class Recorder:
                 self._submitter.close()
             except BaseException:
                 self._backend.close()
+                self._release_lock()
                 raise
             try:
-                consolidate(self._backend)
+                if self.world_size is None:
+                    consolidate(self._backend)
             finally:
                 self._backend.close()
+                self._release_lock()
 
     @property
     def closed(self) -> bool:
@@ -508,5 +633,7 @@ class Recorder:
         state = "closed" if self._closed else f"mode={self.mode!r}"
         if self.asynchronous:
             state += ", asynchronous"
+        if self.rank is not None:
+            state += f", rank {self.rank} of {self.world_size}"
         return f"<tensorstats.Recorder {self.store!r} {state}, {len(self._series)} series>"
 

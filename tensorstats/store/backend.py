@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from .lock import is_lock_file
+
 _tmp_counter = itertools.count()
 
 
@@ -102,7 +104,11 @@ class Backend(ABC):
 
     @abstractmethod
     def remove_all(self) -> None:
-        """Delete the whole store."""
+        """Delete the whole store (a local store keeps its writers' lock files)."""
+
+    @abstractmethod
+    def remove(self, prefix: str) -> None:
+        """Delete every key below ``prefix`` (a group and all it holds)."""
 
     @abstractmethod
     def zarr_store(self, *, read_only: bool = True) -> Any:
@@ -128,8 +134,10 @@ class LocalBackend(Backend):
     the same bytes either way.
     """
 
-    def __init__(self, path: str | os.PathLike[str]):
+    def __init__(self, path: str | os.PathLike[str], *, durable: bool = False):
         self.url = os.fspath(path)
+        self.durable = durable
+        self._unsynced_dirs: set[str] = set()
         self.root = Path(path).expanduser().absolute()
         self._root = str(self.root)
         self._made_dirs: set[str] = set()
@@ -187,21 +195,35 @@ class LocalBackend(Backend):
         folder, name = os.path.split(path)
         self._mkdir(folder)
         if not replace:
-            if self._direct and len(data) >= DIRECT_MIN_BYTES and self._write_direct(path, data):
-                return
-            with open(path, "wb") as f:
-                f.write(data)
+            if not (self._direct and len(data) >= DIRECT_MIN_BYTES
+                    and self._write_direct(path, data)):
+                with open(path, "wb") as f:
+                    f.write(data)
+            if self.durable:
+                _fsync_path(path)
+                self._unsynced_dirs.add(folder)  # its new entry, synced before a commit
             return
         self._forget(key)  # the key gets a new file; a kept descriptor would be stale
         tmp = os.path.join(folder, f".{name}.{os.getpid()}.{next(_tmp_counter)}.tmp")
         try:
             with open(tmp, "wb") as f:
                 f.write(data)
+                if self.durable:
+                    f.flush()
+                    os.fsync(f.fileno())
+            if self.durable:
+                self._sync_dirs()  # what the new document refers to is on disk first
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
+        if self.durable:
+            _fsync_path(folder)
+
+    def _sync_dirs(self) -> None:
+        while self._unsynced_dirs:
+            _fsync_path(self._unsynced_dirs.pop())
 
     def write_at(self, key: str, offset: int, data: bytes | memoryview) -> bool:
         # The same few files (each series' zarr.json and step chunk) are written
@@ -216,7 +238,12 @@ class LocalBackend(Backend):
                 os.close(self._fds.pop(next(iter(self._fds))))
         self._fds[key] = fd
         try:
-            return os.pwrite(fd, data, offset) == len(data)
+            if self.durable:
+                self._sync_dirs()  # new chunks' directory entries before the commit
+            done = os.pwrite(fd, data, offset) == len(data)
+            if self.durable:
+                os.fsync(fd)
+            return done
         except OSError:
             os.close(self._fds.pop(key))
             raise
@@ -254,14 +281,25 @@ class LocalBackend(Backend):
         if not self.root.is_dir():
             return False
         with os.scandir(self.root) as entries:
-            return next(entries, None) is None
+            return all(is_lock_file(e.name) for e in entries)
 
     def remove_all(self) -> None:
         self.close()
-        if self.root.is_dir():
-            shutil.rmtree(self.root)
+        if self.root.is_dir():  # the lock files stay: a writer holding one keeps it
+            for entry in os.scandir(self.root):
+                if is_lock_file(entry.name):
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path)
+                else:
+                    os.unlink(entry.path)
         elif self.root.exists():
             self.root.unlink()
+        self._made_dirs.clear()
+
+    def remove(self, prefix: str) -> None:
+        self.close()
+        shutil.rmtree(self._path(prefix), ignore_errors=True)
         self._made_dirs.clear()
 
     def zarr_store(self, *, read_only: bool = True) -> Any:
@@ -355,6 +393,11 @@ class FsspecBackend(Backend):
         if self.fs.exists(self._fresh(self.root)):
             self.fs.rm(self.root, recursive=True)
 
+    def remove(self, prefix: str) -> None:
+        path = self._path(prefix)
+        if self.fs.exists(self._fresh(path)):
+            self.fs.rm(path, recursive=True)
+
     def zarr_store(self, *, read_only: bool = True) -> Any:
         from zarr.storage import FsspecStore
 
@@ -374,13 +417,25 @@ def is_url(store: str | os.PathLike[str]) -> bool:
     return isinstance(store, str) and "://" in store
 
 
+def _fsync_path(path: str) -> None:
+    """fsync a file or a folder (a folder's fsync makes its new entries durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def open_backend(
-    store: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+    store: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None,
+    *, durable: bool = False,
 ) -> Backend:
     """Pick the backend for a path or URL.
 
     Plain paths and ``file://`` URLs are local folders; anything else with a
     ``protocol://`` prefix goes through fsspec with ``storage_options``.
+    ``durable`` asks a local folder to ``fsync`` what it commits (object
+    stores are durable once a write returns).
 
     Examples
     --------
@@ -396,8 +451,8 @@ def open_backend(
     if is_url(store):
         protocol, rest = store.split("://", 1)
         if protocol in ("file", "local") and not storage_options:
-            return LocalBackend(rest)
+            return LocalBackend(rest, durable=durable)
         return FsspecBackend(store, storage_options)
     if storage_options:
         raise ValueError("storage_options only apply to fsspec URLs such as 's3://...'")
-    return LocalBackend(store)
+    return LocalBackend(store, durable=durable)

@@ -166,11 +166,76 @@ def scalar_series(backend: Backend, root: Any, section: str, var: str,
     return out
 
 
-def probe_names(backend: Backend) -> list[str]:
-    """Sorted names of the probe batches recorded in the store."""
-    names = []
-    for probe_key in backend.children(PROBES):
-        meta = read_json(backend, f"{PROBES}/{probe_key}/zarr.json")
-        if meta is not None:
-            names.append(_own_meta(meta).get("probe", decode_name(probe_key)))
+def probe_names(backend: Backend, ranks: str | None = None) -> list[str]:
+    """Sorted names of the probe batches recorded in the store (by any rank)."""
+    sections = [PROBES]
+    if ranks is not None:
+        sections += [f"{ranks}/{r}/{PROBES}" for r in rank_numbers(backend, ranks)]
+    names = set()
+    for section in sections:
+        for probe_key in backend.children(section):
+            meta = read_json(backend, f"{section}/{probe_key}/zarr.json")
+            if meta is not None:
+                names.add(_own_meta(meta).get("probe", decode_name(probe_key)))
     return sorted(names)
+
+
+@dataclass
+class RankedSeries:
+    """One series written by several ranks (``ranks/<r>/...``), read as one with a ``rank`` dim."""
+
+    by_rank: dict[int, SeriesInfo]
+
+    @property
+    def first(self) -> SeriesInfo:
+        return self.by_rank[min(self.by_rank)]
+
+    @property
+    def key(self) -> str:
+        return self.first.key
+
+    @property
+    def name(self) -> str:
+        return self.first.name
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return self.first.attrs
+
+    @property
+    def steps(self) -> np.ndarray:
+        return np.unique(np.concatenate([s.steps for s in self.by_rank.values()]))
+
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return ("rank", *self.first.dims)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.by_rank), len(self.steps), *self.first.shape[1:])
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.first.dtype
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.nbytes for s in self.by_rank.values())
+
+
+def rank_numbers(backend: Backend, ranks: str) -> list[int]:
+    """The ranks that wrote series of their own (``ranks/<r>`` folders), sorted."""
+    return sorted(int(r) for r in backend.children(ranks) if r.isdigit())
+
+
+def ranked_series(backend: Backend, root: Any, ranks: str, section: str, var: str,
+                  damaged: Damaged) -> dict[str, dict[str, RankedSeries]]:
+    """``{kind: {layer: RankedSeries}}`` of ``ranks/<r>/<section>`` over every rank."""
+    out: dict[str, dict[str, RankedSeries]] = {}
+    for rank in rank_numbers(backend, ranks):
+        kinds = tensor_series(backend, root, f"{ranks}/{rank}/{section}", var, damaged)
+        for kind, layers in kinds.items():
+            for layer, series in layers.items():
+                ranked = out.setdefault(kind, {}).setdefault(layer, RankedSeries({}))
+                ranked.by_rank[rank] = series
+    return {k: dict(sorted(v.items())) for k, v in sorted(out.items())}

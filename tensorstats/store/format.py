@@ -13,7 +13,7 @@ from typing import Any, Final
 import numpy as np
 
 FORMAT_NAME: Final = "tensorstats.run"
-FORMAT_VERSION: Final = "1.0"
+FORMAT_VERSION: Final = "1.1"
 """``MAJOR.MINOR``. Readers accept any minor of a major they know; a minor
 bump only adds optional arrays or attributes."""
 
@@ -23,6 +23,8 @@ META_KEY: Final = "tensorstats"
 TENSORS: Final = "tensors"
 SCALARS: Final = "scalars"
 PROBES: Final = "probes"
+RANKS: Final = "ranks"
+"""Group of the per-rank subtrees (``ranks/<r>/tensors``...) of a multi-process run."""
 TENSOR_VAR: Final = "tensor"
 INDICES_VAR: Final = "indices"
 MOMENTS_VAR: Final = "moments"

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..dims import ELEMENT, MOMENT, POSITION, STEP
+from ..dims import ELEMENT, MOMENT, POSITION, RANK, STEP
 from .backend import Backend
 from .codec_read import CodecChunkReader
-from .discover import SeriesInfo
+from .discover import RankedSeries, SeriesInfo
 from .format import META_KEY
 from .local_read import LocalChunkReader
 
@@ -38,17 +38,24 @@ def lazy_array(backend: Backend, series: SeriesInfo, array: Any, chunk_bytes: in
         source = LocalChunkReader.for_array(folder, array, missing="raise") or array
     if source is array:  # compressed whole-step chunks: checked before decoding
         source = CodecChunkReader.for_codec_array(backend, array.path, array) or array
-    data = dsa.from_array(_Guarded(source, series), chunks=(per, *zchunks[1:]), lock=False,
-                          asarray=True, name=name, meta=np.empty((0,) * array.ndim, dtype))
+    data = dsa.from_array(_Guarded(source, array, series.key), chunks=(per, *zchunks[1:]),
+                          lock=False, asarray=True, name=name,
+                          meta=np.empty((0,) * array.ndim, dtype))
     return data[: series.length]
 
 
 class _Guarded:
-    """A chunk source whose read errors name the series and the steps being read."""
+    """A chunk source whose read errors name the series and the steps being read.
 
-    def __init__(self, source: Any, series: SeriesInfo) -> None:
+    It keeps only the series' key and the zarr store its array lives in (not
+    its step labels, which would be pickled into every task of a graph); the
+    labels are read back when an error is reported.
+    """
+
+    def __init__(self, source: Any, array: Any, key: str) -> None:
         self._source = source
-        self._series = series
+        self._store = array.store
+        self._key = key
         self.shape, self.dtype, self.ndim = source.shape, source.dtype, source.ndim
 
     def __getitem__(self, key: Any) -> Any:
@@ -61,12 +68,42 @@ class _Guarded:
             from .check import series_label
 
             first = key[0] if isinstance(key, tuple) else key
-            steps = self._series.steps[first] if isinstance(first, slice) else []
-            where = (f"step {steps[0]}" if len(steps) == 1 else
-                     f"steps {steps[0]}..{steps[-1]}" if len(steps) else "a step")
-            raise DamagedStoreError(f"{series_label(self._series.key)} {where}: cannot read "
-                                    f"the stored data ({type(e).__name__}: {e}); "
-                                    "ts.check(run) lists every damaged chunk") from e
+            raise DamagedStoreError(
+                f"{series_label(self._key)} {self._steps(first)}: cannot read the stored "
+                f"data ({type(e).__name__}: {e}); ts.check(run) lists every damaged chunk "
+                "(on a cluster, also check that the workers can reach the store)") from e
+
+    def _steps(self, rows: Any) -> str:
+        if not isinstance(rows, slice):
+            return "a step"
+        try:
+            import zarr
+
+            group = zarr.open_group(self._store, mode="r", use_consolidated=False)
+            labels = np.asarray(group[f"{self._key}/step"][rows])
+        except Exception:  # the labels are unreadable too: name the rows
+            start, stop, _ = rows.indices(self.shape[0])
+            return f"rows {start}..{stop - 1}"
+        if len(labels) == 1:
+            return f"step {labels[0]}"
+        return f"steps {labels[0]}..{labels[-1]}" if len(labels) else "a step"
+
+
+def ranked_dataarray(backend: Backend, series: RankedSeries, chunk_bytes: int,
+                     moments: bool = False) -> xr.DataArray | None:
+    """Each rank's series (or stored moments) stacked along a leading ``rank`` dim.
+
+    Steps are outer-joined: a step some rank has not (yet) written reads as
+    NaN for that rank.
+    """
+    import pandas as pd
+
+    make = moments_dataarray if moments else series_dataarray
+    parts = {r: make(backend, s, chunk_bytes) for r, s in series.by_rank.items()}
+    if any(p is None for p in parts.values()):
+        return None
+    return xr.concat(list(parts.values()), dim=pd.Index(list(parts), name=RANK),
+                     join="outer", combine_attrs="override")
 
 
 def series_dataarray(backend: Backend, series: SeriesInfo, chunk_bytes: int) -> xr.DataArray:

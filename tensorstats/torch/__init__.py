@@ -63,7 +63,10 @@ def watch(model: Any, recorder: Recorder, *, every: Any = 1,
         local-gradient statistics (see :func:`tensorstats.emission_absorption`),
         computed in the backward pass from the module's weight and output
         gradient, so only C₁ + C₂ numbers per sample are stored, not the
-        gradient itself.
+        gradient itself. ``"local_grad"``: in data-parallel training, each
+        rank's own parameter gradient before the all-reduce (``grad`` is the
+        all-reduced one the optimiser uses); the ranks' spread estimates the
+        gradient noise.
     layers
         Which modules: names, glob patterns (``"features.*"``) or module types.
         Default: the outputs of every ``Linear``, ``Conv1d/2d/3d`` and

@@ -64,6 +64,9 @@ class Capture:
     def param_grad(self, qname: str, p: Any) -> None:
         """A parameter's gradient was accumulated."""
 
+    def before_record(self) -> None:
+        """The step is about to be recorded (after every backward pass of it)."""
+
     def layout(self, kind: str, key: str) -> Layout:
         """How series ``key`` of ``kind`` is laid out."""
         raise NotImplementedError
@@ -132,15 +135,53 @@ class GradCapture(ParameterCapture):
 
     Copied each time a backward pass has accumulated it, into the same
     buffer: with gradient accumulation (several backward passes before one
-    ``w.step``), the last copy, the sum over the passes, is recorded.
+    ``w.step``), the last copy, the sum over the passes, is recorded. In a
+    run of several processes (DDP), the gradient a parameter's hook sees is
+    this rank's own, before the all-reduce; ``.grad`` is then copied when
+    the step is recorded (``w.step``), after the all-reduce: the gradient
+    the optimiser uses.
     """
 
     kinds = ("grad",)
     hooks = frozenset({"param_grad"})
 
+    def __init__(self, watcher: Watcher) -> None:
+        super().__init__(watcher)
+        self._pending: dict[str, Any] = {}
+
+    def param_grad(self, qname: str, p: Any) -> None:
+        if self.w.distributed:
+            self._pending[qname] = p
+        elif p.grad is not None:
+            self.keep("grad", qname, 0, p.grad, None)
+
+    def before_record(self) -> None:
+        for qname, p in self._pending.items():
+            if p.grad is not None:
+                self.keep("grad", qname, 0, p.grad, None)
+        self._pending.clear()
+
+    def clear(self) -> None:
+        super().clear()
+        self._pending.clear()
+
+
+class LocalGradCapture(ParameterCapture):
+    """``local_grad``: this rank's own gradient, before data parallelism's all-reduce.
+
+    Copied when a backward pass has accumulated it on this rank (with
+    gradient accumulation under ``no_sync``, the local sum of the passes).
+    Per rank: the spread of the ranks' ``local_grad`` around ``grad`` (their
+    mean) estimates the gradient noise. In a run of one process it equals
+    ``grad``.
+    """
+
+    kinds = ("local_grad",)
+    hooks = frozenset({"param_grad"})
+
     def param_grad(self, qname: str, p: Any) -> None:
         if p.grad is not None:
-            self.keep("grad", qname, 0, p.grad, None)
+            self.keep("local_grad", qname, 0, p.grad, None)
 
 
 class FeatureCapture(Capture):
@@ -235,6 +276,7 @@ class LocalGradientCapture(Capture):
 HANDLERS: dict[str, type[Capture]] = {
     "weight": WeightCapture,
     "grad": GradCapture,
+    "local_grad": LocalGradCapture,
     "feature": FeatureCapture,
     "feature_grad": FeatureGradCapture,
     "input": InputCapture,

@@ -14,7 +14,8 @@ from ._modules import ROOT, Site, make_site, module_metadata, parameters, select
 from ._probes import Probes
 from ._sequence import decide
 
-KINDS = ("weight", "grad", "feature", "feature_grad", "input", "emission", "absorption")
+KINDS = ("weight", "grad", "feature", "feature_grad", "input", "emission", "absorption",
+         "local_grad")
 """What :func:`watch` can capture."""
 DEFAULT_KINDS = ("weight", "grad", "feature", "feature_grad")
 
@@ -54,8 +55,13 @@ class Watcher(Probes):
                              for name in {*self.modules, *(m for _, m in self.params.values())}}
         self.param_attrs = {q: {"module": self._module_meta[m], "module_name": m}
                             for q, (_, m) in self.params.items()}
+        self.distributed = recorder.rank is not None
+        """Whether this is one rank of a multi-process run (the Recorder's ``rank``)."""
+        captured = self.kinds
+        if recorder.rank not in (None, 0):  # rank 0 records the shared kinds for all
+            captured = tuple(k for k in self.kinds if k not in recorder.shared_kinds)
         self.handlers: list[Capture] = [cls(self) for cls in
-                                        dict.fromkeys(HANDLERS[k] for k in self.kinds)]
+                                        dict.fromkeys(HANDLERS[k] for k in captured)]
         self.sites: dict[str, Site] = {}
         """Series name of each module call seen (``conv1``, ``conv1[1]``) -> its :class:`Site`."""
         self.copies = HostCopies(torch)
@@ -196,7 +202,7 @@ class Watcher(Probes):
             if captured:
                 self._record(step)
                 self._run_probes(step)
-            else:
+            elif self.handlers:  # (none on a rank whose kinds are all rank 0's)
                 self._warn("nothing", f"step {step} is a logging step but no forward/backward "
                                       "pass ran since the last w.step(); nothing recorded")
         elif captured:
@@ -219,6 +225,8 @@ class Watcher(Probes):
             h.clear()
 
     def _record(self, step: int, probe: str | None = None) -> None:
+        for h in self._scope_handlers:
+            h.before_record()
         self.copies.sync()
         for h in self._scope_handlers:
             h.record(step, probe)
