@@ -60,6 +60,12 @@ def _ones(n: int) -> np.ndarray:
     return out
 
 
+SUMS_MAX_WIDTH = 1 << 13
+"""Longest row piece handed to one BLAS call. OpenBLAS starts threads of its own
+for longer vectors; with two dask threads each calling it, they oversubscribed
+the cores: 29-38 ns per value instead of 1.7-2.0 for rows of 16K-1M values
+(``benchmarks/scaling.py``, tensor-size axis)."""
+
 SUMS_BLOCK_VALUES = 1 << 15
 """Values per piece of :func:`power_sums`: two float64 temporaries of 256 KiB
 stay in a core's L2 cache, where each pass runs 2-3x faster than over 2 MiB
@@ -112,7 +118,7 @@ def power_sums(x: np.ndarray, shift: np.ndarray | None = None, *, order: int = 4
     powers = np.zeros((order - 1, g))  # Σy², then Σy³, Σy⁴
     lo, hi = np.full(g, np.inf), np.full(g, -np.inf)
     piece = SUMS_BLOCK_VALUES if piece is None else piece
-    width = max(1, min(n, piece))
+    width = max(1, min(n, piece, SUMS_MAX_WIDTH))
     rows = max(1, piece // width)
     y_buf = scratch("power_sums.y", (rows, width), np.float64)
     y2_buf = scratch("power_sums.y2", (rows, width), np.float64) if order == 4 else None
