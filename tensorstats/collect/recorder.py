@@ -54,6 +54,7 @@ from .validate import (
     check_fits,
     check_json,
     check_max_elements,
+    check_shard,
     check_step,
     dim_names,
     read_numeric,
@@ -377,6 +378,7 @@ class Recorder:
         max_elements: int | None = None,
         attrs: Mapping[str, Any] | None = None,
         copy: bool = True,
+        shard: tuple[Sequence[int], Sequence[int]] | None = None,
     ) -> None:
         """Record one step of a tensor series.
 
@@ -418,6 +420,11 @@ class Recorder:
             Asynchronously, the value is copied before ``record`` returns so
             the caller may change it. ``copy=False`` promises it will not be
             changed (the caller hands it over), saving a copy.
+        shard
+            ``(global_shape, offset)``: ``value`` is this rank's shard of a
+            tensor of ``global_shape``, starting at ``offset`` (sharded
+            parameters, FSDP). Stored as this rank's series whatever its kind;
+            ``open_run`` assembles the ranks' shards into the full tensor.
 
         Raises
         ------
@@ -445,7 +452,9 @@ class Recorder:
         names = dim_names(dims, [i for i in range(arr.ndim) if i != ax], where)
         max_elements = check_max_elements(max_elements, where)
         series_attrs = dict(attrs) if attrs is not None else None
-        base = self._base(kind)
+        shard_meta = check_shard(shard, arr.shape, where)
+        own = shard_meta is not None and self.rank is not None
+        base = rank_prefix(self.rank) if own else self._base(kind)
         if base is None:
             return  # a shared kind: rank 0 records it for every rank
         section = TENSORS if probe_key is None else f"{PROBES}/{probe_key}"
@@ -459,10 +468,13 @@ class Recorder:
                 check_fits(arr, stored_dtype(arr.dtype), source_dtype, where)
                 spec = self._new_tensor_series(
                     key, section, kind, layer, probe, arr, source_dtype, ax, names,
-                    max_elements, user_attrs)
+                    max_elements, user_attrs, shard_meta)
             else:
                 spec.check(arr, source_dtype, ax, names, step, max_elements, series_attrs,
                            where)
+                if shard_meta != spec.series.attributes.get(META_KEY, {}).get("shard"):
+                    raise ValueError(f"{where}: shard {shard_meta} differs from the one fixed "
+                                     "when the series was created")
             spec.last_step = step
             self._stage_and_submit(spec, arr, ax, step, copy)
 
@@ -502,7 +514,8 @@ class Recorder:
     def _new_tensor_series(self, key: str, section: str, kind: str, layer: str,
                            probe: str | None, arr: np.ndarray, source_dtype: str,
                            ax: int | None, names: tuple[str, ...], max_elements: int | None,
-                           user_attrs: dict[str, Any]) -> TensorSpec:
+                           user_attrs: dict[str, Any],
+                           shard: dict[str, list[int]] | None = None) -> TensorSpec:
         self._ensure_parents(key, kind, probe)
         dtype = stored_dtype(arr.dtype)
         layout = new_tensor_layout(arr, ax, names, dtype, key=key, codec=self.codec,
@@ -512,6 +525,8 @@ class Recorder:
                                 "source_dtype": source_dtype, "channel_axis": ax}
         if probe is not None:
             meta["probe"] = probe
+        if shard is not None:
+            meta["shard"] = shard
         meta.update(layout.meta)
         payload = {name: a.array(key, name) for name, a in layout.arrays.items()}
         series = SeriesWriter(self._backend, key, payload, {**user_attrs, META_KEY: meta})

@@ -158,3 +158,22 @@ def _check_float_range(arr: np.ndarray, dtype: np.dtype, source_dtype: str, wher
             f"dtype {dtype} (largest {limit:.3g}), fixed at its first step; given as "
             f"{source_dtype}. Storing them would turn them into inf. Record this series "
             f"as {arr.dtype} from its first step, or rescale the values")
+
+
+def check_shard(shard: Any, shape: tuple[int, ...], where: str) -> dict[str, list[int]] | None:
+    """``(global_shape, offset)`` of a shard as stored metadata, after checking it fits."""
+    if shard is None:
+        return None
+    try:
+        global_shape, offset = (tuple(int(v) for v in part) for part in shard)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: shard must be (global_shape, offset), two sequences of "
+                        f"ints; got {shard!r}") from None
+    if not len(global_shape) == len(offset) == len(shape):
+        raise ValueError(f"{where}: shard {global_shape}, {offset} does not match the local "
+                         f"shape {shape} in length")
+    for n, o, g in zip(shape, offset, global_shape, strict=True):
+        if o < 0 or o + n > g:
+            raise ValueError(f"{where}: a local shard of shape {shape} at offset {offset} "
+                             f"does not fit in the global shape {global_shape}")
+    return {"global_shape": list(global_shape), "offset": list(offset)}

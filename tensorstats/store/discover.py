@@ -207,11 +207,21 @@ class RankedSeries:
         return np.unique(np.concatenate([s.steps for s in self.by_rank.values()]))
 
     @property
+    def sharded(self) -> bool:
+        """Whether the ranks hold shards of one tensor (read assembled, without a rank dim)."""
+        return all("shard" in s.attrs.get(META_KEY, {}) for s in self.by_rank.values())
+
+    @property
     def dims(self) -> tuple[str, ...]:
-        return ("rank", *self.first.dims)
+        return self.first.dims if self.sharded else ("rank", *self.first.dims)
 
     @property
     def shape(self) -> tuple[int, ...]:
+        if self.sharded:
+            meta = self.first.attrs[META_KEY]
+            full, ax = meta["shard"]["global_shape"], meta.get("channel_axis")
+            rest = [n for i, n in enumerate(full) if i != ax]
+            return (len(self.steps), *([full[ax]] if ax is not None else []), *rest)
         return (len(self.by_rank), len(self.steps), *self.first.shape[1:])
 
     @property

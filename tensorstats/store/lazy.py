@@ -98,6 +98,8 @@ def ranked_dataarray(backend: Backend, series: RankedSeries, chunk_bytes: int,
     """
     import pandas as pd
 
+    if not moments and all(_shard(s) for s in series.by_rank.values()):
+        return assembled_dataarray(backend, series, chunk_bytes)
     make = moments_dataarray if moments else series_dataarray
     parts = {r: make(backend, s, chunk_bytes) for r, s in series.by_rank.items()}
     if any(p is None for p in parts.values()):
@@ -127,3 +129,52 @@ def moments_dataarray(backend: Backend, series: SeriesInfo,
     return xr.DataArray(lazy_array(backend, series, series.moments, chunk_bytes), dims=dims,
                         coords={STEP: series.steps, MOMENT: names},
                         name=f"{series.name} moments")
+
+
+def _shard(series: SeriesInfo) -> dict[str, Any] | None:
+    return series.attrs.get(META_KEY, {}).get("shard")
+
+
+def assembled_dataarray(backend: Backend, series: RankedSeries,
+                        chunk_bytes: int) -> xr.DataArray:
+    """The full tensor of a sharded series (FSDP), from each rank's shard, lazily.
+
+    The shards must tile the tensor along one axis (the one their offsets
+    differ in); steps are those every shard has.
+    """
+    from ..errors import DamagedStoreError
+    from .check import series_label
+
+    infos = sorted(series.by_rank.values(), key=lambda s: _shard(s)["offset"])
+    shards = [_shard(s) for s in infos]
+    meta = infos[0].attrs.get(META_KEY, {})
+    global_shape = shards[0]["global_shape"]
+    differ = [a for a in range(len(global_shape))
+              if len({tuple(sh["offset"])[a] for sh in shards}) > 1]
+    label = series_label(series.key)
+    if len(differ) > 1:
+        raise DamagedStoreError(f"{label}: shards differ in their offsets along axes {differ}; "
+                                "only shards along one axis are assembled")
+    parts = [series_dataarray(backend, s, chunk_bytes) for s in infos]
+    if not differ:  # every rank holds the whole tensor
+        return parts[0]
+    axis = differ[0]
+    end = 0
+    for info, sh in zip(infos, shards, strict=True):
+        size = info.attrs[META_KEY]["source_shape"][axis]
+        if size and sh["offset"][axis] != end:
+            raise DamagedStoreError(f"{label}: the ranks' shards do not tile axis {axis} "
+                                    f"(a shard starts at {sh['offset'][axis]}, expected {end})")
+        end += size
+    if end != global_shape[axis]:
+        raise DamagedStoreError(f"{label}: the shards cover {end} of {global_shape[axis]} "
+                                f"along axis {axis}; a rank's shard is missing")
+    ax = meta.get("channel_axis")
+    order = [ax, *(i for i in range(len(global_shape)) if i != ax)] if ax is not None else list(
+        range(len(global_shape)))
+    dim = parts[0].dims[1 + order.index(axis)]
+    full = xr.concat(parts, dim=dim, join="inner", combine_attrs="override")
+    attrs = {k: v for k, v in full.attrs.items() if k != "shard"}
+    attrs["source_shape"] = list(global_shape)
+    full.attrs = attrs
+    return full

@@ -92,7 +92,11 @@ class Capture:
                 t = self.joined(parts, layout)
                 rec.record(kind, key, t, step=step, channel_axis=layout.channel_axis,
                            dims=layout.dims, probe=probe, max_elements=self.max_elements,
-                           copy=False, attrs=self.attrs(kind, key))
+                           copy=False, attrs=self.attrs(kind, key), **self.extra(key))
+
+    def extra(self, key: str) -> dict[str, Any]:
+        """More keyword arguments of ``Recorder.record`` for series ``key``."""
+        return {}
 
     @property
     def max_elements(self) -> int | None:
@@ -107,13 +111,27 @@ class Capture:
 
 
 class ParameterCapture(Capture):
-    """Base of the per-parameter kinds: channel = output axis 0, other axes unnamed."""
+    """Base of the per-parameter kinds: channel = output axis 0, other axes unnamed.
+
+    A sharded parameter (a ``DTensor``, as FSDP2 makes them) is recorded as
+    this rank's shard with its place in the full tensor, which ``open_run``
+    assembles.
+    """
 
     def layout(self, kind: str, key: str) -> Layout:
         return Layout(0 if self.w.params[key][0].ndim else None, None)
 
     def attrs(self, kind: str, key: str) -> dict[str, Any]:
         return self.w.param_attrs[key]
+
+    def extra(self, key: str) -> dict[str, Any]:
+        shard = self.w.shards.get(key)
+        return {} if shard is None else {"shard": shard}
+
+    @staticmethod
+    def local(t: Any) -> Any:
+        """This rank's part of ``t`` (a DTensor's local shard; anything else as it is)."""
+        return t.to_local() if hasattr(t, "to_local") else t
 
 
 class WeightCapture(ParameterCapture):
@@ -127,7 +145,7 @@ class WeightCapture(ParameterCapture):
 
     def pass_start(self) -> None:
         for qname, (p, _) in self.w.params.items():
-            self.keep("weight", qname, 0, p, None)
+            self.keep("weight", qname, 0, self.local(p.detach()), None)
 
 
 class GradCapture(ParameterCapture):
@@ -145,26 +163,18 @@ class GradCapture(ParameterCapture):
     kinds = ("grad",)
     hooks = frozenset({"param_grad"})
 
-    def __init__(self, watcher: Watcher) -> None:
-        super().__init__(watcher)
-        self._pending: dict[str, Any] = {}
-
     def param_grad(self, qname: str, p: Any) -> None:
-        if self.w.distributed:
-            self._pending[qname] = p
-        elif p.grad is not None:
+        if not self.w.distributed and p.grad is not None:
             self.keep("grad", qname, 0, p.grad, None)
 
     def before_record(self) -> None:
-        for qname, p in self._pending.items():
+        if not self.w.distributed:
+            return
+        # every parameter: FSDP assigns a sharded parameter's reduced .grad
+        # itself, without the accumulation hook
+        for qname, (p, _) in self.w.params.items():
             if p.grad is not None:
-                self.keep("grad", qname, 0, p.grad, None)
-        self._pending.clear()
-
-    def clear(self) -> None:
-        super().clear()
-        self._pending.clear()
-
+                self.keep("grad", qname, 0, self.local(p.grad), None)
 
 class LocalGradCapture(ParameterCapture):
     """``local_grad``: this rank's own gradient, before data parallelism's all-reduce.

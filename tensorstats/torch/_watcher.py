@@ -13,6 +13,7 @@ from ._copy import HostCopies
 from ._modules import ROOT, Site, make_site, module_metadata, parameters, select
 from ._probes import Probes
 from ._sequence import decide
+from ._shards import is_sharded, shard_of
 
 KINDS = ("weight", "grad", "feature", "feature_grad", "input", "emission", "absorption",
          "local_grad")
@@ -57,8 +58,11 @@ class Watcher(Probes):
                             for q, (_, m) in self.params.items()}
         self.distributed = recorder.rank is not None
         """Whether this is one rank of a multi-process run (the Recorder's ``rank``)."""
+        self.shards = {q: shard_of(p) for q, (p, _) in self.params.items() if is_sharded(p)}
+        """Sharded parameters (DTensors): name -> (global shape, offset of this rank's shard)."""
         captured = self.kinds
-        if recorder.rank not in (None, 0):  # rank 0 records the shared kinds for all
+        if recorder.rank not in (None, 0) and not self.shards:
+            # rank 0 records the shared kinds for every rank
             captured = tuple(k for k in self.kinds if k not in recorder.shared_kinds)
         self.handlers: list[Capture] = [cls(self) for cls in
                                         dict.fromkeys(HANDLERS[k] for k in captured)]
