@@ -45,6 +45,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/moments.py
 	$(PY) benchmarks/shift.py
 	$(PY) benchmarks/emission.py
+	$(PY) benchmarks/scaling.py
+	$(PY) benchmarks/graph_size.py
+	$(PY) benchmarks/distributed_normality.py --steps 200
 
 clean-venv:
 	rm -rf $(VENV)

@@ -25,6 +25,8 @@ from transformers import (  # noqa: E402
 
 from tensorstats.hf import TensorStatsCallback, lr_scalars  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 GA = 2          # gradient_accumulation_steps
 STEPS = 4       # optimizer steps
 BATCH, TOKENS, HIDDEN = 4, 8, 16

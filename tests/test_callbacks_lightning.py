@@ -19,7 +19,8 @@ from tensorstats.lightning import TensorStatsCallback, lr_scalars  # noqa: E402
 from tensorstats.torch import watch  # noqa: E402
 
 F = torch.nn.functional
-pytestmark = [  # Lightning's own notices about this tiny set-up
+pytestmark = [
+    pytest.mark.slow,  # and Lightning's own notices about this tiny set-up:
     pytest.mark.filterwarnings("ignore:You defined a `validation_step` but have no"),
     pytest.mark.filterwarnings("ignore:`isinstance.treespec, LeafSpec.` is deprecated"),
 ]

@@ -16,6 +16,8 @@ import xarray as xr
 import tensorstats as ts
 from tensorstats.store import backend as backend_mod
 
+pytestmark = pytest.mark.slow
+
 HERE = os.path.dirname(__file__)
 
 

@@ -20,6 +20,8 @@ import pytest
 
 import tensorstats as ts
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("torch")
 dist = pytest.importorskip("torch.distributed")
 if not dist.is_available() or not dist.is_gloo_available():

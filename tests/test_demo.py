@@ -8,6 +8,8 @@ import pytest
 import tensorstats as ts
 from tensorstats import demo, demo_numpy
 
+pytestmark = pytest.mark.slow
+
 
 def test_demo_gradients_match_autograd():
     torch = pytest.importorskip("torch")

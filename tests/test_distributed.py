@@ -34,6 +34,8 @@ torch = pytest.importorskip("torch")
 
 from tensorstats.torch import watch  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 STEPS = 12
 KINDS = ("feature", "feature_grad", "weight", "input")
 CHUNK_BYTES = 3 * 8 * 5 * 6 * 6 * 4

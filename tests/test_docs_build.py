@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("mkdocs")
 pytest.importorskip("mkdocstrings_handlers.python")
 pytest.importorskip("material")

@@ -30,6 +30,8 @@ except ImportError:
 sys.path.insert(0, str(Path(__file__).parent))
 from test_ddp import free_port  # noqa: E402
 
+pytestmark = pytest.mark.slow
+
 WORKER = Path(__file__).with_name("_fsdp_worker.py")
 STEPS = 3
 PARAMS = ("0.weight", "0.bias", "2.weight", "2.bias")

@@ -21,6 +21,8 @@ import tensorstats as ts
 sys.path.insert(0, str(Path(__file__).parent))
 from _live_writer import LAYERS, value
 
+pytestmark = pytest.mark.slow
+
 STEPS = 80
 
 

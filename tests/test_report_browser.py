@@ -18,6 +18,8 @@ from matplotlib.image import imread
 import tensorstats as ts
 from tensorstats.report import write_report
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = next((p for p in ("/usr/bin/chromium", shutil.which("chromium"),
                              shutil.which("chromium-browser")) if p and os.path.exists(p)),
                 None)

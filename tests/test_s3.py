@@ -32,6 +32,8 @@ from _moto_server import (
     s3_client,
 )
 
+pytestmark = pytest.mark.slow
+
 KEY_ID = "tensorstats-test-key-id"
 SECRET = f"SECRET-{uuid.uuid4()}"
 """The secret access key of these tests: it must never leave the process' memory."""
