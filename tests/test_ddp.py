@@ -133,3 +133,29 @@ def test_a_rank_killed_mid_run(tmp_path):
     assert steps[1] == [0, 1]  # everything rank 1 flushed before it died
     assert steps[0][:2] == [0, 1]
     assert not [p for p in ts.check(store) if p.severity == "error"]
+
+
+def test_ranks_without_a_process_group(tmp_path, monkeypatch):
+    """Explicit ranks, no torch.distributed: rank 0 alone never waits; rank 1 joins only
+    this run's store, not one an earlier run left at the same path."""
+    import json
+
+    from tensorstats.collect import ranks
+
+    path = tmp_path / "run.zarr"
+    with ts.Recorder(path, rank=0, world_size=2) as r0:  # no other rank: nothing waits
+        r0.record("feature", "f", np.ones((2, 3)), step=0)
+    meta_path = path / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["attributes"]["tensorstats"]["created"] = "2020-01-01T00:00:00+00:00"  # stale
+    meta.pop("consolidated_metadata", None)
+    meta_path.write_text(json.dumps(meta))
+    monkeypatch.setattr(ranks, "JOIN_TIMEOUT", 0.3)
+    with pytest.raises(TimeoutError, match="earlier run"):
+        ts.Recorder(path, rank=1, world_size=2)
+    assert not (path / "ranks" / "1").exists()
+    with ts.Recorder(path, rank=1, world_size=2, mode="a") as r1:  # resuming joins it
+        r1.record("feature", "f", np.zeros((2, 3)), step=0)
+    f = ts.open_run(path)["feature", "f"]
+    assert f["rank"].values.tolist() == [0, 1]
+    np.testing.assert_array_equal(f.sel(rank=1, step=0).values, 0)

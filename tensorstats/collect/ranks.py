@@ -5,17 +5,20 @@ In a run of ``world_size`` processes, rank ``r`` writes its own series
 under ``ranks/<r>/`` and nothing else; the series every rank would write
 alike -- :data:`SHARED_KINDS`, the weights and the all-reduced gradients --
 and the scalars are written once, by rank 0, where a single process writes
-them. Rank 0 creates the store; the other ranks join it. See
+them. Rank 0 creates the store; the other ranks wait for it and join it
+(without a collective operation: a Recorder may be opened on some ranks
+only). See
 ``docs/format.md`` (``ranks/``) and ``docs/distributed.md``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any
 
-from ..store.format import RANKS
+from ..store.format import META_KEY, RANKS
 
 SHARED_KINDS = ("weight", "grad")
 """Kinds that agree across ranks under data parallelism: written by rank 0 only."""
@@ -59,33 +62,50 @@ def resolve_ranks(rank: Any, world_size: Any) -> tuple[int | None, int | None]:
     return rank, world_size
 
 
-def share_outcome(rank: int, error: BaseException | None) -> None:
-    """Tell every rank whether rank 0 created the store (through torch.distributed).
+def run_id() -> str | None:
+    """The launcher's id of this run (``torchrun`` sets ``TORCHELASTIC_RUN_ID``), if any."""
+    return os.environ.get("TORCHELASTIC_RUN_ID") or None
 
-    Rank 0 calls it after creating (or failing to create) the store; the others
-    call it before joining, and raise if rank 0 failed. Without an initialised
-    process group it does nothing (the other ranks wait for the store instead).
+
+def wait_for_root(backend: Any, rank: int, mode: str, started: float,
+                  timeout: float | None = None) -> bytes:
+    """The root ``zarr.json`` of the run rank 0 is creating, once it is there.
+
+    No collective operation is used (a Recorder may be opened on some ranks
+    only). With ``mode="a"`` any store will do. Otherwise the root must be
+    this run's: the same launcher run id where there is one, else created at
+    most :data:`FRESH_SLACK` seconds before this rank started, so that a
+    store left by an earlier run is not joined while rank 0 replaces it.
     """
-    dist = _torch_dist()
-    if dist is None:
-        return
-    message = [None if error is None else f"{type(error).__name__}: {error}"]
-    dist.broadcast_object_list(message, src=0)
-    if rank != 0 and message[0] is not None:
-        raise RuntimeError(f"rank 0 could not open the store, so rank {rank} does not "
-                           f"either: {message[0]}")
-
-
-def wait_for_root(backend: Any, rank: int, timeout: float = JOIN_TIMEOUT) -> bytes:
-    """The root ``zarr.json``, once rank 0 has written it."""
+    timeout = JOIN_TIMEOUT if timeout is None else timeout
     deadline = time.monotonic() + timeout
     delay = 0.01
     while True:
         raw = backend.read("zarr.json")
-        if raw is not None:
+        if raw is not None and (mode == "a" or _is_this_run(raw, started)):
             return raw
         if time.monotonic() > deadline:
-            raise TimeoutError(f"rank {rank}: no run store appeared at {backend.url!r} within "
-                               f"{timeout:.0f} s; rank 0 creates it")
+            what = "no run store" if raw is None else "only an earlier run's store"
+            raise TimeoutError(f"rank {rank}: {what} at {backend.url!r} after {timeout:.0f} s; "
+                               "rank 0 creates the store (open a Recorder on rank 0 too)")
         time.sleep(delay)
         delay = min(delay * 2, 0.5)
+
+
+FRESH_SLACK = 600.0
+"""Seconds by which rank 0 may have created the store before another rank started."""
+
+
+def _is_this_run(raw: bytes, started: float) -> bool:
+    import datetime as dt
+    import json
+
+    try:
+        meta = json.loads(raw).get("attributes", {}).get(META_KEY, {})
+        ours = run_id()
+        if ours is not None and meta.get("run_id") is not None:
+            return meta["run_id"] == ours
+        created = dt.datetime.fromisoformat(meta["created"]).timestamp()
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return created >= started - FRESH_SLACK

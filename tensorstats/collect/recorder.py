@@ -7,6 +7,7 @@ import datetime as _dt
 import json
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
@@ -46,7 +47,7 @@ from .ranks import (
     SHARED_KINDS,
     rank_prefix,
     resolve_ranks,
-    share_outcome,
+    run_id,
     wait_for_root,
 )
 from .submit import Submitter
@@ -182,6 +183,7 @@ class Recorder:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         user_attrs = check_json(attrs, "attrs")
+        self._started = time.time()
         self.rank, self.world_size = resolve_ranks(rank, world_size)
         self.shared_kinds = tuple(shared_kinds)
         self.durable = bool(durable)
@@ -215,39 +217,31 @@ class Recorder:
     # ------------------------------------------------------------------ setup
     def _open_main(self, mode: str, user_attrs: dict[str, Any]) -> None:
         """Create, overwrite or resume the store (one process, or rank 0 of several)."""
-        error = None
-        try:
-            root = self._backend.read("zarr.json")
-            if mode == "w-" and not self._backend.is_empty():
+        root = self._backend.read("zarr.json")
+        if mode == "w-" and not self._backend.is_empty():
+            raise FileExistsError(
+                f"{self.store!r} already exists; use mode='a' to append to it "
+                "or mode='w' to overwrite it")
+        self._store_lock = acquire_lock(self._backend, None, self.store)
+        if mode == "w" and not self._backend.is_empty():
+            if root is None:
                 raise FileExistsError(
-                    f"{self.store!r} already exists; use mode='a' to append to it "
-                    "or mode='w' to overwrite it")
-            self._store_lock = acquire_lock(self._backend, None, self.store)
-            if mode == "w" and not self._backend.is_empty():
-                if root is None:
-                    raise FileExistsError(
-                        f"{self.store!r} exists and is not a Zarr store; refusing to delete it")
-                self._backend.remove_all()
-                root = None
-            if mode == "a" and root is not None:
-                self._resume(json.loads(root), user_attrs)
-            else:
-                if mode == "a" and not self._backend.is_empty():
-                    raise FileExistsError(
-                        f"{self.store!r} exists and is not a Zarr store; cannot append to it")
-                self._create(user_attrs)
-        except BaseException as e:
-            error = e
-            raise
-        finally:
-            if self.rank == 0:
-                share_outcome(0, error)
+                    f"{self.store!r} exists and is not a Zarr store; refusing to delete it")
+            self._backend.remove_all()
+            root = None
+        if mode == "a" and root is not None:
+            self._resume(json.loads(root), user_attrs)
+        else:
+            if mode == "a" and not self._backend.is_empty():
+                raise FileExistsError(
+                    f"{self.store!r} exists and is not a Zarr store; cannot append to it")
+            self._create(user_attrs)
 
     def _join(self, mode: str, user_attrs: dict[str, Any]) -> None:
         """Rank r > 0: join the store rank 0 created; own only ``ranks/<r>``."""
         assert self.rank is not None
-        share_outcome(self.rank, None)
-        attrs = json.loads(wait_for_root(self._backend, self.rank)).get("attributes", {})
+        raw = wait_for_root(self._backend, self.rank, mode, self._started)
+        attrs = json.loads(raw).get("attributes", {})
         check_format(attrs, self.store, writing=True)
         given = {k: v for k, v in user_attrs.items() if attrs.get(k, v) != v or k not in attrs}
         if given:
@@ -280,6 +274,8 @@ class Recorder:
         }
         if self.world_size is not None:
             meta["world_size"] = self.world_size
+            if run_id() is not None:
+                meta["run_id"] = run_id()
         self._root_attrs = {**user_attrs, META_KEY: meta}
         self._backend.write("zarr.json", dumps(group_metadata(self._root_attrs)), replace=True)
         for section in (TENSORS, SCALARS):
