@@ -61,6 +61,8 @@ def test_js_bins_follow_the_documented_rule():
         b = shift.n_bins(100, 64)
         assert b == 8
         edges = pooled[(np.arange(1, b) * len(pooled)) // b - 1]
+        below = [pooled[pooled < s.min()][-1:] for s in (x[i], r[i])]
+        edges = np.sort(np.concatenate([edges, [x[i].max(), r[i].max()], *below]))
         cx = np.searchsorted(np.sort(x[i]), edges, side="right")
         cr = np.searchsorted(np.sort(r[i]), edges, side="right")
         p = np.diff(np.r_[0, cx, 100]) / 100
@@ -188,3 +190,20 @@ def test_a_shared_reference_is_not_copied_per_group():
     assert peak < 0.25 * x.nbytes, f"peak {peak / 2**20:.1f} MiB for {x.nbytes / 2**20:.0f} MiB"
     np.testing.assert_allclose(res["wasserstein"][5, 2],
                                st.wasserstein_distance(x[5, 2], x[0, 2]), rtol=1e-12)
+
+
+def test_js_bounds_identical_and_disjoint():
+    """0 for identical samples, exactly 1 bit for disjoint supports (with any sizes,
+    including the two groups of 5000 an outside check reported at 0.986 bits)."""
+    rng = np.random.default_rng(5)
+    same = rng.normal(size=(1, 5000))
+    assert shift.shift_kernel(same, same.copy(), metrics=("js",))["js"][0] == 0
+    for n, m in ((5000, 5000), (300, 7), (11, 900)):
+        lo, hi = rng.uniform(0, 1, size=(1, n)), rng.uniform(2, 3, size=(1, m))
+        for a, b in ((lo, hi), (hi, lo)):
+            out = shift.shift_kernel(a, b, metrics=("js", "hellinger"))
+            assert out["js"][0] == pytest.approx(1.0, abs=1e-12)
+            assert out["hellinger"][0] == pytest.approx(1.0, abs=1e-12)
+    # touching supports (one shared value) are not disjoint: just under 1
+    a, b = np.r_[np.linspace(0, 1, 99), 1.5][None], np.r_[1.5, np.linspace(2, 3, 99)][None]
+    assert 0.9 < shift.shift_kernel(a, b, metrics=("js",))["js"][0] < 1

@@ -48,7 +48,9 @@ def _bins(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     big_n = pooled.size
     nbins = int(np.clip(math.ceil(math.sqrt(min(a.size, b.size))), 2, 128))
     idx = np.array([(j * big_n) // nbins - 1 for j in range(1, nbins)], dtype=np.int64)
-    edges = pooled[idx]
+    # plus each sample's maximum, and the largest pooled value below each sample's minimum
+    extra = [a.max(), b.max(), *(pooled[pooled < s.min()][-1:] for s in (a, b))]
+    edges = np.sort(np.concatenate([pooled[idx], np.hstack(extra)]))
 
     def props(s):
         s = np.sort(s)

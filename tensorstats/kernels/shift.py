@@ -12,9 +12,11 @@ From the merged order every metric follows:
   values per sample, else Smirnov's asymptotic distribution);
 * ``js`` (Jensen-Shannon divergence, bits) and ``hellinger`` on shared
   equal-mass bins: the ``B``-quantiles of the pooled sample, ``B =
-  ceil(sqrt(min(n, m)))`` clipped to [2, 128]; an edge is placed after all
-  values equal to it, so ties never straddle a bin edge (tied edges give empty
-  bins, which contribute nothing).
+  ceil(sqrt(min(n, m)))`` clipped to [2, 128], plus an edge at each sample's
+  largest value and just before each sample's smallest, so identical samples
+  give 0 and disjoint supports exactly 1 bit; an edge is placed after all
+  values equal to it, so ties never straddle a bin edge (tied or repeated
+  edges give empty bins, which contribute nothing).
 
 Examples
 --------
@@ -230,11 +232,12 @@ def _merged_metrics(xs: np.ndarray, rs: np.ndarray, metrics: tuple[str, ...]) ->
         out["ks"] = np.where(ends, np.abs(scaled), 0).max(axis=-1) / (n * m)
     if {"js", "hellinger"} & set(metrics):
         b = n_bins(n, m)
-        ranks = (np.arange(1, b) * total) // b - 1
+        ranks = np.broadcast_to((np.arange(1, b) * total) // b - 1, (g, b - 1))
         # index of the end of each value's tie run: next `ends` position at or after it
         idx = np.where(ends, pos - 1, total)
         run_end = np.minimum.accumulate(idx[:, ::-1], axis=-1)[:, ::-1]
-        at = run_end[:, ranks]
+        at = np.sort(np.concatenate([run_end[np.arange(g)[:, None], ranks],
+                                     _range_edges(xs, rs, total)], axis=-1), axis=-1)
         cum_x = np.concatenate([np.zeros((g, 1)), np.take_along_axis(cx, at, axis=-1),
                                 np.full((g, 1), n)], axis=-1)
         cum_r = np.concatenate([np.zeros((g, 1)), at + 1 - np.take_along_axis(cx, at, axis=-1),
@@ -247,6 +250,23 @@ def _merged_metrics(xs: np.ndarray, rs: np.ndarray, metrics: tuple[str, ...]) ->
         if "hellinger" in metrics:
             out["hellinger"] = np.sqrt(np.maximum(1.0 - np.sqrt(p * q).sum(axis=-1), 0.0))
     return out
+
+
+def _range_edges(xs: np.ndarray, rs: np.ndarray, total: int) -> np.ndarray:
+    """Pooled positions of the extra JS edges, from the sorted rows ``xs`` and ``rs``.
+
+    At the end of each sample's largest value's tie run, and just before the tie run
+    of each sample's smallest (positions counted from the other sample's values below
+    them). A part of the range that one sample covers alone is then never in a bin
+    with the other sample's values: disjoint supports give exactly 1 bit. A position
+    before the first value maps to the last (an empty bin).
+    """
+    n, m = xs.shape[1], rs.shape[1]
+    out = np.stack([n + (rs <= xs[:, -1:]).sum(axis=-1) - 1,   # last of max(x)
+                    m + (xs <= rs[:, -1:]).sum(axis=-1) - 1,   # last of max(r)
+                    (rs < xs[:, :1]).sum(axis=-1) - 1,         # before min(x)
+                    (xs < rs[:, :1]).sum(axis=-1) - 1], axis=-1)  # before min(r)
+    return np.where(out < 0, total - 1, out)
 
 
 def _sort_reference(r: np.ndarray, keys: np.ndarray | None, max_samples: int | None) -> dict:
