@@ -66,6 +66,18 @@ def test_longdouble_beyond_float64_is_refused_at_the_first_step(tmp_path):
     assert run["x", "ok"].dtype == np.float64
 
 
+def test_integers_beyond_a_float16_series_are_refused(tmp_path):
+    path = fresh(tmp_path)
+    with ts.Recorder(path) as rec:
+        rec.record("x", "h", np.array([1.5, 2.0], np.float16), step=0)
+        with pytest.raises(ValueError, match=r"1e\+05.*float16"):
+            rec.record("x", "h", np.array([1, 100_000], np.int32), step=1)
+        rec.record("x", "h", np.array([1, 60_000], np.int32), step=2)  # fits (rounded)
+    got = ts.open_run(path)["x", "h"]
+    assert got["step"].values.tolist() == [0, 2]
+    assert np.isfinite(got.values).all()
+
+
 def test_float_into_int_series_and_out_of_range_ints_refused(tmp_path):
     path = fresh(tmp_path)
     with ts.Recorder(path) as rec:
@@ -106,9 +118,9 @@ def _storable(value: np.ndarray, stored: np.dtype) -> bool:
     if stored.kind in "iu" and not np.can_cast(value.dtype, stored):
         info = np.iinfo(stored)
         return info.min <= value.min() and value.max() <= info.max
-    if stored.kind == "f" and value.dtype.kind == "f":
-        finite = value[np.isfinite(value)]
-        return finite.size == 0 or np.abs(finite).max() <= np.finfo(stored).max
+    if stored.kind == "f" and value.dtype.kind in "fiu":
+        finite = value[np.isfinite(value)] if value.dtype.kind == "f" else value
+        return finite.size == 0 or np.abs(finite.astype(float)).max() <= np.finfo(stored).max
     return True
 
 

@@ -116,9 +116,10 @@ def check_max_elements(max_elements: Any, where: str) -> int | None:
 def check_fits(arr: np.ndarray, dtype: np.dtype, source_dtype: str, where: str) -> None:
     """Refuse values the series' dtype cannot hold as they are.
 
-    Integers outside the range of an integer series, and finite floats beyond
-    the range of a narrower float series (1e300 into float32 would become
-    ``inf``), are refused: a value is never changed silently. NaN and ±Inf
+    Integers outside the range of an integer series, and finite values beyond
+    the range of a float series (1e300 into float32, or the integer 100000
+    into float16, would become ``inf``), are refused: a value is never
+    changed silently. NaN and ±Inf
     are stored as they are. The check costs a pass over the values only when
     the series' dtype is narrower than the value's.
 
@@ -129,9 +130,11 @@ def check_fits(arr: np.ndarray, dtype: np.dtype, source_dtype: str, where: str) 
     ...
     ValueError: 'w' layer 'x' at step 3: finite values up to 1e+300 in magnitude do not fit ...
     """
-    if (dtype.kind == "f" and arr.dtype.kind == "f" and arr.size
-            and arr.dtype.itemsize > dtype.itemsize):
-        _check_float_range(arr, dtype, source_dtype, where)
+    wide_int = arr.dtype.kind in "iu" and int(np.iinfo(arr.dtype).max) > float(
+        np.finfo(dtype).max if dtype.kind == "f" else 0)
+    if dtype.kind == "f" and arr.size and (
+            (arr.dtype.kind == "f" and arr.dtype.itemsize > dtype.itemsize) or wide_int):
+        _check_float_range(arr, dtype, source_dtype, where)  # e.g. 1e5 into float16
     if dtype.kind in "iu" and arr.size and not np.can_cast(arr.dtype, dtype):
         info = np.iinfo(dtype)
         lo, hi = arr.min(), arr.max()
@@ -148,16 +151,19 @@ def _check_float_range(arr: np.ndarray, dtype: np.dtype, source_dtype: str, wher
         lo, hi = np.nanmin(arr), np.nanmax(arr)
     if np.isnan(hi) or (-limit <= lo and hi <= limit):  # all within range (or all NaN)
         return
-    finite = np.isfinite(arr)
-    if not finite.any():
-        return
-    biggest = float(np.max(np.abs(arr[finite])))
+    if arr.dtype.kind in "iu":
+        biggest = float(max(abs(int(lo)), abs(int(hi))))
+    else:
+        finite = np.isfinite(arr)
+        if not finite.any():
+            return
+        biggest = float(np.max(np.abs(arr[finite])))
     if biggest > limit:
         raise ValueError(
             f"{where}: finite values up to {biggest:.3g} in magnitude do not fit the series' "
             f"dtype {dtype} (largest {limit:.3g}), fixed at its first step; given as "
-            f"{source_dtype}. Storing them would turn them into inf. Record this series "
-            f"as {arr.dtype} from its first step, or rescale the values")
+            f"{source_dtype}. Storing them would turn them into inf. Record this series in "
+            "a wider float dtype from its first step, or rescale the values")
 
 
 def check_shard(shard: Any, shape: tuple[int, ...], where: str) -> dict[str, list[int]] | None:
