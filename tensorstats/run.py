@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from .dims import RUN, STEP
+from .dims import MOMENT, RUN, STEP
 from .errors import DamagedStoreError, StoreNotFoundError, UnknownSeriesError
+from .kernels.moments import PARTIAL_FIELDS
 from .run_repr import describe_run
 from .store.backend import is_url, open_backend
 from .store.discover import (
@@ -31,6 +32,7 @@ from .store.format import (
     RANKS,
     SCALAR_VAR,
     SCALARS,
+    SUMMARIES,
     TENSOR_VAR,
     TENSORS,
     check_format,
@@ -89,6 +91,13 @@ class Run:
             merged = {**layers, **self._tensors.get(kind, {})}
             self._tensors[kind] = dict(sorted(merged.items()))
         self._tensors = dict(sorted(self._tensors.items()))
+        summaries = SUMMARIES if _probe is None else f"{SUMMARIES}/{section}"
+        self._summaries: dict[str, dict[str, SeriesInfo | RankedSeries]] = dict(tensor_series(
+            self._backend, self._zarr, summaries, MOMENTS_VAR, self.damaged))
+        for kind, layers in ranked_series(self._backend, self._zarr, RANKS, summaries,
+                                          MOMENTS_VAR, self.damaged).items():
+            self._summaries[kind] = dict(sorted({**layers,
+                                                 **self._summaries.get(kind, {})}.items()))
         self.probes: list[str] = ([] if _probe is not None
                                   else probe_names(self._backend, RANKS))
         """Names of the fixed-input probe batches recorded (see :meth:`probe`)."""
@@ -154,6 +163,36 @@ class Run:
         if isinstance(series, RankedSeries):
             return ranked_dataarray(self._backend, series, self._chunk_bytes, moments=True)
         return moments_dataarray(self._backend, series, self._chunk_bytes)
+
+    @property
+    def summary_kinds(self) -> list[str]:
+        """Kinds with summary series (``watch(..., summaries="moments")``), sorted."""
+        return sorted(self._summaries)
+
+    def summary_layers(self, kind: str) -> list[str]:
+        """Layers with a summary series of ``kind``, sorted."""
+        if kind not in self._summaries:
+            raise UnknownSeriesError(f"no summaries of kind {kind!r} in {self.store!r}; "
+                                     f"summary kinds: {self.summary_kinds}")
+        return list(self._summaries[kind])
+
+    def summary(self, kind: str, layer: str) -> xr.DataArray:
+        """The per-step summary of a series: exact per-channel moments, lazily.
+
+        Dims ``("step", "channel", "moment")`` (``"rank"`` first for per-rank
+        series), laid out as :meth:`moments`; ``ts.moments(run.summary(...))``
+        gives mean, var, std, skew, kurtosis, min, max and the NaN/Inf counts.
+        Recorded with ``watch(..., summaries="moments")`` or
+        ``Recorder.record_summary``.
+        """
+        layers = self._summaries.get(kind, {})
+        if layer not in layers:
+            raise UnknownSeriesError(
+                f"no summary of {kind!r} layer {layer!r} in {self.store!r}; summaries: "
+                + ", ".join(f"{k}/{n}" for k, ls in self._summaries.items() for n in ls))
+        series = layers[layer]
+        da = self._dataarray(series)
+        return da.assign_coords({MOMENT: list(PARTIAL_FIELDS)}).rename(f"{layer} summary")
 
     def probe(self, name: str) -> Run:
         """The series recorded on the fixed input batch ``name`` (e.g. ``"valid"``).

@@ -157,7 +157,7 @@ def test_attrs_and_metadata(store):
     run = ts.open_run(store)
     assert run.attrs["init"] == "kaiming" and run.attrs["layers"] == [3, 16]
     meta = run.attrs["tensorstats"]
-    assert meta["format"] == "tensorstats.run" and meta["format_version"] == "1.1"
+    assert meta["format"] == "tensorstats.run" and meta["format_version"] == "1.2"
     assert meta["version"] == ts.__version__
     assert run["weight", "w"].attrs["source_dtype"] == "float16"
     assert run["weight", "w"].attrs["kind"] == "weight"

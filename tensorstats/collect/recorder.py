@@ -15,8 +15,9 @@ from typing import Any, Literal
 import numpy as np
 
 from .._version import __version__
-from ..dims import STEP
+from ..dims import CHANNEL, MOMENT, STEP
 from ..store.backend import Backend, open_backend
+from ..store.check import series_label
 from ..store.consolidate import consolidate, unconsolidate
 from ..store.format import (
     CODECS,
@@ -25,10 +26,12 @@ from ..store.format import (
     FORMAT_NAME,
     FORMAT_VERSION,
     META_KEY,
+    MOMENTS_VAR,
     PROBES,
     SCALAR_VAR,
     SCALARS,
     STEP_CHUNK,
+    SUMMARIES,
     TENSORS,
     check_format,
     dumps,
@@ -41,7 +44,14 @@ from ..store.series import AppendArray, SeriesWriter, repair_all
 from . import validate
 from .buffers import BufferPool
 from .convert import to_numpy
-from .layout import ScalarSpec, TensorSpec, new_tensor_layout, payload_rows, resumed_spec
+from .layout import (
+    ArrayLayout,
+    ScalarSpec,
+    TensorSpec,
+    new_tensor_layout,
+    payload_rows,
+    resumed_spec,
+)
 from .ranks import (
     RANKS,
     SHARED_KINDS,
@@ -50,6 +60,7 @@ from .ranks import (
     run_id,
     wait_for_root,
 )
+from .sampling import MOMENT_NAMES
 from .submit import Submitter
 from .validate import (
     check_fits,
@@ -202,6 +213,8 @@ class Recorder:
         self._resumed: dict[str, SeriesWriter] = {}
         self._pool = BufferPool(max_pending_bytes)
         self._store_lock: StoreLock | None = None
+        self._nonfinite_lock = threading.Lock()
+        self._first_nonfinite: dict[str, Any] | None = None
         try:
             if self.rank in (None, 0):
                 self._open_main(mode, user_attrs)
@@ -293,7 +306,7 @@ class Recorder:
         # Everything is checked; only now may the store change. Consolidated
         # metadata goes first, so no reader ever sees a stale snapshot.
         unconsolidate(self._backend)
-        sections = [TENSORS, SCALARS, PROBES]  # other ranks repair their own series
+        sections = [TENSORS, SCALARS, PROBES, SUMMARIES]  # other ranks repair their own
         sections += [RANKS] if self.rank is None else [rank_prefix(self.rank)]
         for section in sections:  # read once, used by record()
             self._resumed.update(repair_all(self._backend, section))
@@ -492,6 +505,10 @@ class Recorder:
         def append() -> None:
             try:
                 series.append(step, payload_rows(row, positions, has_channel))
+                if row.dtype.kind == "f" and self._first_nonfinite is None \
+                        and not np.isfinite(row).all():
+                    self._note_nonfinite(step, series_label(series.key),
+                                         int(np.isnan(row).sum()), int(np.isinf(row).sum()))
             finally:
                 if staged:
                     pool.give(row)
@@ -533,6 +550,103 @@ class Recorder:
                           last_step=None)
         self._series[key] = spec
         return spec
+
+    def record_summary(self, kind: str, layer: str, moments: Any, *, step: int,
+                       probe: str | None = None,
+                       attrs: Mapping[str, Any] | None = None) -> None:
+        """Record one step of a summary series: exact per-channel moments, no tensor.
+
+        For statistics at every step at the price of a few numbers per channel
+        (``watch(..., summaries="moments")`` computes them on the tensor's
+        device). Read with ``run.summary(kind, layer)``; ``ts.moments`` of it
+        gives mean, var, skew, kurtosis, min, max and the NaN/Inf counts.
+
+        Parameters
+        ----------
+        kind, layer
+            As in :meth:`record`; a summary series lives apart from a tensor
+            series of the same name (``summaries/<kind>/<layer>``).
+        moments
+            ``(channels, 9)`` (or ``(9,)`` without channels), float64, columns
+            :data:`~tensorstats.kernels.moments.PARTIAL_FIELDS`: count,
+            nan_count, inf_count, mean and the central power sums m2, m3, m4
+            of the finite values, min, max (NaN moments where count is 0).
+        step, probe, attrs
+            As in :meth:`record`.
+        """
+        self._check_open()
+        where = f"summary of {kind!r} layer {layer!r} at step {step!r}"
+        step = check_step(step, where)
+        arr, _ = read_numeric(moments, where)
+        if arr.shape[-1:] != (len(MOMENT_NAMES),) or arr.ndim > 2:
+            raise ValueError(f"{where}: expected moments of shape (channels, "
+                             f"{len(MOMENT_NAMES)}) or ({len(MOMENT_NAMES)},), got {arr.shape}")
+        arr = np.asarray(arr, dtype=np.float64)
+        base = self._base(kind)
+        if base is None:
+            return
+        section = SUMMARIES if probe is None else f"{SUMMARIES}/{PROBES}/{encode_name(probe)}"
+        section = f"{base}/{section}" if base else section
+        key = f"{section}/{encode_name(kind, what='kind')}/{encode_name(layer, what='layer')}"
+        series_attrs = dict(attrs) if attrs is not None else None
+        with self._lock:
+            self._check_open()
+            spec = self._series.get(key)
+            if spec is None and self.mode == "a":
+                series = self._resumed.pop(key, None)
+                if series is not None:
+                    spec = self._series[key] = ScalarSpec(series, series.last_step)
+            if spec is None:
+                user_attrs = check_json(series_attrs, f"{where}: attrs")
+                self._ensure_parents(key, kind, probe)
+                lead = (STEP, CHANNEL) if arr.ndim == 2 else (STEP,)
+                layout = ArrayLayout(arr.shape, np.dtype("float64"), (*lead, MOMENT), "none")
+                meta = {"kind": kind, "layer": layer, "summary": "moments",
+                        "channel_axis": 0 if arr.ndim == 2 else None}
+                series = SeriesWriter(self._backend, key,
+                                      {MOMENTS_VAR: layout.array(key, MOMENTS_VAR)},
+                                      {**user_attrs, META_KEY: meta})
+                self._submit(series.create)
+                spec = self._series[key] = ScalarSpec(series, None)
+            elif spec.last_step is not None and step <= spec.last_step:
+                raise ValueError(f"{where}: step {step} is not greater than the last step "
+                                 f"recorded for this series ({spec.last_step})")
+            elif spec.series.payload[MOMENTS_VAR].row_shape != arr.shape:
+                raise ValueError(f"{where}: shape {arr.shape} differs from earlier steps' "
+                                 f"{spec.series.payload[MOMENTS_VAR].row_shape}")
+            spec.last_step = step
+            series, row = spec.series, arr.copy()
+            label = series_label(key)
+
+            def append() -> None:
+                series.append(step, {MOMENTS_VAR: row})
+                nan, inf = int(np.nansum(row[..., 1])), int(np.nansum(row[..., 2]))
+                if nan or inf:
+                    self._note_nonfinite(step, label, nan, inf)
+
+            self._submit(append, row.nbytes)
+
+    def _note_nonfinite(self, step: int, series: str, nan: int, inf: int) -> None:
+        """Keep, in the run's metadata, the first step at which a series held NaN or Inf.
+
+        Written as soon as that step is (by the writer), so a run that crashes
+        later still says where its values went bad: ``run.attrs["tensorstats"]
+        ["first_nonfinite"]`` (rank r: the group ``ranks/<r>``).
+        """
+        with self._nonfinite_lock:
+            first = self._first_nonfinite
+            if first is not None and first["step"] <= step:
+                return
+            self._first_nonfinite = {"step": int(step), "series": series, "nan": nan,
+                                     "inf": inf}
+            if self.rank in (None, 0):
+                self._root_attrs[META_KEY]["first_nonfinite"] = self._first_nonfinite
+                self._backend.write("zarr.json", dumps(group_metadata(self._root_attrs)),
+                                    replace=True)
+            else:
+                doc = dumps(group_metadata({META_KEY: {
+                    "rank": self.rank, "first_nonfinite": self._first_nonfinite}}))
+                self._backend.write(f"{rank_prefix(self.rank)}/zarr.json", doc, replace=True)
 
     def record_scalar(self, name: str, value: Any, *, step: int) -> None:
         """Record one value of a scalar series such as the loss or learning rate.

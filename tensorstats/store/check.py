@@ -58,6 +58,10 @@ def series_label(key: str) -> str:
         return "/".join(parts[1:])
     if parts[0] == "scalars":
         return "scalar/" + "/".join(parts[1:])
+    if parts[0] == "summaries":
+        return "summary " + "/".join(parts[1:])
+    if parts[0] == "ranks" and len(parts) > 2:
+        return f"rank {parts[1]}: " + series_label("/".join(parts[2:]))
     if parts[0] == "probes" and len(parts) > 2:
         return f"probe {parts[1]}: " + "/".join(parts[2:])
     return "/".join(parts)

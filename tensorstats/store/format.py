@@ -13,7 +13,7 @@ from typing import Any, Final
 import numpy as np
 
 FORMAT_NAME: Final = "tensorstats.run"
-FORMAT_VERSION: Final = "1.1"
+FORMAT_VERSION: Final = "1.2"
 """``MAJOR.MINOR``. Readers accept any minor of a major they know; a minor
 bump only adds optional arrays or attributes."""
 
@@ -23,6 +23,8 @@ META_KEY: Final = "tensorstats"
 TENSORS: Final = "tensors"
 SCALARS: Final = "scalars"
 PROBES: Final = "probes"
+SUMMARIES: Final = "summaries"
+"""Section of per-step summary series (exact per-channel moments only, no tensor)."""
 RANKS: Final = "ranks"
 """Group of the per-rank subtrees (``ranks/<r>/tensors``...) of a multi-process run."""
 TENSOR_VAR: Final = "tensor"

@@ -29,6 +29,7 @@ from ..collect.recorder import Recorder
 from ..dims import SAMPLE, TOKEN
 from ._modules import ROOT, module_metadata
 from ._sequence import SEQUENCE_DIMS
+from ._summaries import SUMMARIZABLE
 from ._watcher import DEFAULT_KINDS, KINDS, Watcher
 
 __all__ = ["DEFAULT_KINDS", "KINDS", "ROOT", "SAMPLE", "SEQUENCE_DIMS", "TOKEN", "Watcher",
@@ -39,7 +40,8 @@ def watch(model: Any, recorder: Recorder, *, every: Any = 1,
           kinds: Iterable[str] = DEFAULT_KINDS, layers: Iterable[Any] | None = None,
           probes: Mapping[str, Any] | None = None, max_elements: int | None = None,
           asynchronous: bool = True, start_step: int = 0,
-          sequence_dim: int | str | None = "auto") -> Watcher:
+          sequence_dim: int | str | None = "auto", summaries: str | None = None,
+          summary_every: Any = 1) -> Watcher:
     """Record a PyTorch model's tensors during training with hooks.
 
     Parameters
@@ -86,6 +88,15 @@ def watch(model: Any, recorder: Recorder, *, every: Any = 1,
         Switch the recorder to background writing (default).
     start_step
         The step number of the first pass.
+    summaries
+        ``"moments"``: also record, on the schedule ``summary_every`` (default
+        every step), exact per-channel moments of each of ``kinds`` (count,
+        NaN/Inf counts, mean, centred power sums, min, max), computed on the
+        tensor's device, a few numbers per channel instead of the tensor.
+        Read with ``run.summary(kind, layer)`` and ``ts.moments``. The raw
+        capture keeps its own, sparser, schedule ``every``.
+    summary_every
+        The schedule of the summaries, as ``every`` (default 1: every step).
     sequence_dim
         Which axis of a 3-d Linear or attention tensor holds the tokens; it
         is then named ``token``, and the batch axis ``sample``. ``"auto"``
@@ -125,6 +136,16 @@ def watch(model: Any, recorder: Recorder, *, every: Any = 1,
     (the attention output after ``out_proj``); see ``docs/torch.md`` for
     what fused attention hides.
     """
-    return Watcher(model, recorder, every=every, kinds=kinds, layers=layers, probes=probes,
-                   max_elements=max_elements, asynchronous=asynchronous, start_step=start_step,
-                   sequence_dim=sequence_dim)
+    if summaries not in (None, "moments"):
+        raise ValueError(f"summaries must be None or 'moments', got {summaries!r}")
+    kinds = tuple(kinds)
+    w = Watcher(model, recorder, every=every, kinds=kinds, layers=layers, probes=probes,
+                max_elements=max_elements, asynchronous=asynchronous, start_step=start_step,
+                sequence_dim=sequence_dim)
+    summarized = tuple(k for k in kinds if k in SUMMARIZABLE)
+    if summaries is not None and summarized:
+        w.summaries = Watcher(model, recorder, every=summary_every, kinds=summarized,
+                              layers=layers, asynchronous=asynchronous,
+                              start_step=start_step, sequence_dim=sequence_dim,
+                              summarize=True)
+    return w

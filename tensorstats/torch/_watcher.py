@@ -14,6 +14,7 @@ from ._modules import ROOT, Site, make_site, module_metadata, parameters, select
 from ._probes import Probes
 from ._sequence import decide
 from ._shards import is_sharded, shard_of
+from ._summaries import summary_handlers
 
 KINDS = ("weight", "grad", "feature", "feature_grad", "input", "emission", "absorption",
          "local_grad")
@@ -28,7 +29,7 @@ class Watcher(Probes):
                  kinds: Iterable[str] = DEFAULT_KINDS, layers: Iterable[Any] | None = None,
                  probes: Mapping[str, Any] | None = None, max_elements: int | None = None,
                  asynchronous: bool = True, start_step: int = 0,
-                 sequence_dim: Any = "auto") -> None:
+                 sequence_dim: Any = "auto", summarize: bool = False) -> None:
         import torch
 
         if not isinstance(model, torch.nn.Module):
@@ -64,8 +65,11 @@ class Watcher(Probes):
         if recorder.rank not in (None, 0) and not self.shards:
             # rank 0 records the shared kinds for every rank
             captured = tuple(k for k in self.kinds if k not in recorder.shared_kinds)
+        table = summary_handlers() if summarize else HANDLERS
         self.handlers: list[Capture] = [cls(self) for cls in
-                                        dict.fromkeys(HANDLERS[k] for k in captured)]
+                                        dict.fromkeys(table[k] for k in captured)]
+        self.summaries: Watcher | None = None
+        """The watcher of ``summaries="moments"`` on its own schedule, if any."""
         self.sites: dict[str, Site] = {}
         """Series name of each module call seen (``conv1``, ``conv1[1]``) -> its :class:`Site`."""
         self.copies = HostCopies(torch)
@@ -198,6 +202,8 @@ class Watcher(Probes):
         if self._last_step is not None and step <= self._last_step:
             raise ValueError(f"w.step({step}): steps must increase; the last was "
                              f"{self._last_step}")
+        if self.summaries is not None:
+            self.summaries.step(step)
         for name, value in {"loss": loss, **scalars}.items():
             if value is not None:
                 self.recorder.record_scalar(name, value, step=step)
@@ -242,6 +248,8 @@ class Watcher(Probes):
 
     def remove(self) -> None:
         """Detach every hook; the model is left exactly as it was."""
+        if self.summaries is not None:
+            self.summaries.remove()
         self._disarm()
         self._removed = True
 
