@@ -107,6 +107,10 @@ class Summarizing(Capture):
     def keep(self, kind: str, key: str, index: int, t: Any, channel_axis: int | None) -> None:
         if index != 0 and kind not in LAST_PASS:
             return
+        if key in self.w.shards:  # a shard's moments are not the parameter's
+            self.w._warn(f"summary-shard-{key}", f"summaries of sharded parameters (FSDP) are "
+                         f"not recorded ({kind} {key!r}); the raw capture records shards")
+            return
         axis = self.layout(kind, key).channel_axis
         self.captured[kind].setdefault(key, {})[0] = device_moments(self.local_part(t), axis)
 
