@@ -165,3 +165,18 @@ def test_device_moments_against_numpy_including_offset_data(axis):
     masked[(0,) * 3] = np.nan
     slow = device_moments(torch.from_numpy(masked), axis).numpy()
     np.testing.assert_allclose(slow[1:, 3:], got[1:, 3:], rtol=1e-9, atol=1e-7)
+
+
+def test_first_nonfinite_kept_when_resuming(tmp_path):
+    path = tmp_path / "r.zarr"
+    x = np.ones((2, 4), np.float32)
+    with ts.Recorder(path) as rec:
+        rec.record("feature", "f", x, step=0)
+        bad = x.copy()
+        bad[0, 0] = np.nan
+        rec.record("feature", "f", bad, step=1)
+    with ts.Recorder(path, mode="a") as rec:  # a later NaN does not move the first one
+        rec.record("feature", "f", bad, step=2)
+        rec.record_summary("feature", "h", [[2, 1, 0, 1, 0, 0, 0, 1, 1]], step=3)
+    first = ts.open_run(path).attrs["tensorstats"]["first_nonfinite"]
+    assert first == {"step": 1, "series": "feature/f", "nan": 1, "inf": 0}

@@ -271,6 +271,10 @@ class Recorder:
         self._root_attrs = attrs
         if mode == "a":
             self._resumed = repair_all(self._backend, mine)
+            own = self._backend.read(f"{mine}/zarr.json")
+            if own is not None:  # keep the first non-finite step an earlier writer noted
+                meta = json.loads(own).get("attributes", {}).get(META_KEY, {})
+                self._first_nonfinite = meta.get("first_nonfinite")
 
     def _release_lock(self) -> None:
         if self._store_lock is not None:
@@ -311,6 +315,7 @@ class Recorder:
         for section in sections:  # read once, used by record()
             self._resumed.update(repair_all(self._backend, section))
         self._root_attrs = {**attrs, **user_attrs}
+        self._first_nonfinite = attrs.get(META_KEY, {}).get("first_nonfinite")
         if user_attrs:
             self._backend.write("zarr.json", dumps(group_metadata(self._root_attrs)), replace=True)
         for section in (TENSORS, SCALARS):
