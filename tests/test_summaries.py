@@ -180,3 +180,19 @@ def test_first_nonfinite_kept_when_resuming(tmp_path):
         rec.record_summary("feature", "h", [[2, 1, 0, 1, 0, 0, 0, 1, 1]], step=3)
     first = ts.open_run(path).attrs["tensorstats"]["first_nonfinite"]
     assert first == {"step": 1, "series": "feature/f", "nan": 1, "inf": 0}
+
+
+def test_info_says_where_values_went_bad(tmp_path):
+    import json
+
+    path = tmp_path / "r.zarr"
+    with ts.Recorder(path) as rec:
+        rec.record("feature", "f", np.ones((2, 4)), step=0)
+        rec.record("feature", "f", np.full((2, 4), np.inf), step=1)
+        rec.record_summary("feature", "f", np.ones((2, 9)), step=1)
+    exe = os.path.join(os.path.dirname(sys.executable), "tensorstats")
+    human = subprocess.run([exe, "info", str(path)], capture_output=True, text=True)
+    assert "first NaN/Inf at step 1, in feature/f (0 NaN, 8 Inf)" in human.stdout, human.stderr
+    info = json.loads(subprocess.run([exe, "info", str(path), "--json"], capture_output=True,
+                                     text=True).stdout)
+    assert info["first_nonfinite"]["step"] == 1 and info["summaries"] == {"feature": ["f"]}

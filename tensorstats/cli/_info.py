@@ -51,6 +51,8 @@ def describe(run: Any) -> dict[str, Any]:
             "written_by": meta.get("version"), "size_bytes": disk_usage(run.store),
             "steps": _steps(run.steps), "kinds": series, "scalars": scalars,
             "probes": list(run.probes),
+            "summaries": {k: run.summary_layers(k) for k in run.summary_kinds},
+            "first_nonfinite": meta.get("first_nonfinite"),
             "attrs": {k: v for k, v in run.attrs.items() if k != META_KEY}}
 
 
@@ -58,6 +60,10 @@ def _human(name: str, info: dict[str, Any], findings: list[str]) -> str:
     from ..run_repr import fmt_bytes as _fmt_bytes
 
     lines = [f"{name}: {info['store']}"]
+    first = info.get("first_nonfinite")
+    if first:  # noted by the writer as it happened, also for runs that crashed later
+        findings = [f"the writer noted the first NaN/Inf at step {first['step']}, in "
+                    f"{first['series']} ({first['nan']} NaN, {first['inf']} Inf)", *findings]
     if findings:
         lines.append("findings:")
         lines += [f"  - {f}" for f in findings]
