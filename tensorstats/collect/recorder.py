@@ -596,11 +596,7 @@ class Recorder:
         series_attrs = dict(attrs) if attrs is not None else None
         with self._lock:
             self._check_open()
-            spec = self._series.get(key)
-            if spec is None and self.mode == "a":
-                series = self._resumed.pop(key, None)
-                if series is not None:
-                    spec = self._series[key] = ScalarSpec(series, series.last_step)
+            spec = self._step_spec(key)
             if spec is None:
                 user_attrs = check_json(series_attrs, f"{where}: attrs")
                 self._ensure_parents(key, kind, probe)
@@ -630,6 +626,15 @@ class Recorder:
                     self._note_nonfinite(step, label, nan, inf)
 
             self._submit(append, row.nbytes)
+
+    def _step_spec(self, key: str) -> ScalarSpec | None:
+        """The spec of a scalar or summary series: this writer's, or one it resumes."""
+        spec = self._series.get(key)
+        if spec is None and self.mode == "a":
+            series = self._resumed.pop(key, None)
+            if series is not None:
+                spec = self._series[key] = ScalarSpec(series, series.last_step)
+        return spec
 
     def _note_nonfinite(self, step: int, series: str, nan: int, inf: int) -> None:
         """Keep, in the run's metadata, the first step at which a series held NaN or Inf.
@@ -683,11 +688,7 @@ class Recorder:
         key = f"{SCALARS}/{name_key}"
         with self._lock:
             self._check_open()
-            spec = self._series.get(key)
-            if spec is None and self.mode == "a":
-                series = self._resumed.pop(key, None)
-                if series is not None:
-                    spec = self._series[key] = ScalarSpec(series, series.last_step)
+            spec = self._step_spec(key)
             if spec is None:
                 value_arr = AppendArray(key=f"{key}/{SCALAR_VAR}", row_shape=(),
                                         dtype=np.dtype("float64"), dims=(STEP,),
