@@ -25,6 +25,10 @@ Arms:
 * ``summaries``: ``watch(..., kinds=<the four>, every=[], summaries="moments")``:
   no raw tensors, exact per-channel moments of all four kinds at every step
   (issue 13's target: at most +5% on saturated cores);
+* ``wandb`` (issue 13's peer): W&B's ``wandb.watch(model, log="all",
+  log_freq=10)`` in offline mode (``wandb`` package, no account, no network;
+  its ``wandb-core`` service process's CPU is part of the cost), histograms
+  of every parameter and gradient, ``run.log({"loss": ...})`` every step;
 * ``tensorboard`` (the peer): ``torch.utils.tensorboard.SummaryWriter``, every
   10 steps ``add_histogram`` of every parameter and of its gradient, and
   ``add_scalar("loss", ...)`` every step. It stores 64-bin histograms of
@@ -114,12 +118,13 @@ from torch import nn
 import tensorstats
 
 REPO = Path(__file__).resolve().parent.parent
-ARMS = ("none", "watch-all", "watch-wg", "summaries", "tensorboard")
+ARMS = ("none", "watch-all", "watch-wg", "summaries", "tensorboard", "wandb")
 KINDS = {"watch-all": ("weight", "grad", "feature", "feature_grad"),
          "watch-wg": ("weight", "grad"),
          "summaries": ("weight", "grad", "feature", "feature_grad")}
-TARGETS = {"watch-all": 10.0, "watch-wg": 3.0, "summaries": 5.0}
-"""Overhead targets in percent."""
+SPARE_CORE_TARGET = 5.0
+"""Issue 13: watch-all and watch-wg overhead with a spare core (``--threads 1``), percent;
+on saturated cores watch-all at most W&B's overhead, watch-wg at most half of it."""
 MEMORY_TARGET = 2.0
 """Peak extra memory of watch-all, in logged steps."""
 BATCH = 64
@@ -200,6 +205,8 @@ def start_logger(arm: str, model: nn.Module, out: Path, every: int) -> Logger:
             rec.close()
 
         return Logger(on_step, close, rec._submitter.writer)
+    if arm == "wandb":
+        return start_wandb(model, out, every)
     if arm == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter
 
@@ -217,6 +224,30 @@ def start_logger(arm: str, model: nn.Module, out: Path, every: int) -> Logger:
 
         return Logger(on_step_tb, writer.close)
     raise ValueError(f"unknown arm {arm!r}")
+
+
+def start_wandb(model: nn.Module, out: Path, every: int) -> Logger:
+    """W&B's ``watch(log="all", log_freq=every)`` in offline mode (no account, no network)."""
+    os.environ["WANDB_MODE"] = "offline"
+    os.environ["WANDB_SILENT"] = "true"
+    import wandb
+
+    out.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(project="tensorstats-overhead", dir=str(out), mode="offline",
+                     settings=wandb.Settings(silent=True, console="off",
+                                             x_disable_stats=True))
+    wandb.watch(model, log="all", log_freq=every)
+
+    def on_step(step: int, loss: torch.Tensor) -> float:
+        value = loss.item()
+        run.log({"loss": value}, step=step)
+        return value
+
+    def close() -> None:
+        wandb.unwatch(model)
+        run.finish()
+
+    return Logger(on_step, close)
 
 
 @dataclass
@@ -417,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="smoke run: 12 steps, 1 round, 1 memory rep (numbers meaningless)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=THREADS,
+                   help=f"torch threads ({THREADS}: saturated cores); 1 simulates a host "
+                        "with a spare core (a GPU host), as issue 13 measures it")
     p.add_argument("--malloc", choices=("steady", "default"), default="steady",
                    help="glibc allocator thresholds: fixed so freed memory is reused "
                         "(steady, default) or glibc's adaptive defaults (default)")
@@ -427,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
         args.steps, args.rounds, args.warmup, args.memory_reps = 12, 1, 2, 1
     if min(args.steps, args.rounds, args.every, args.warmup, args.memory_reps) < 1:
         p.error("--steps, --rounds, --every, --warmup and --memory-reps must be positive")
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     malloc = set_malloc(args.malloc)
 
     if args.memory:
@@ -518,10 +552,21 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     for arm in ("watch-all", "watch-wg"):
-        if arm in ratios:
-            print(f"{arm} overhead: {pct(ratios[arm])} (target <= +{TARGETS[arm]:g}%)")
+        if arm in ratios:  # issue 13: +5% with a spare core; against W&B when saturated
+            target = (f"spare-core target <= +{SPARE_CORE_TARGET:g}%" if args.threads == 1
+                      else "saturated cores: compared with W&B below")
+            print(f"{arm} overhead: {pct(ratios[arm])} ({target})")
     if "tensorboard" in ratios:
         print(f"tensorboard overhead: {pct(ratios['tensorboard'])} (peer)")
+    if "wandb" in ratios:
+        wb = ratios["wandb"] - 1
+        print(f"wandb overhead: {pct(ratios['wandb'])} (peer; torch threads {args.threads})")
+        for arm, share in (("watch-all", 1.0), ("watch-wg", 0.5)):
+            if arm in ratios:
+                ours = ratios[arm] - 1
+                print(f"{arm} overhead / wandb's: {ours / wb:.2f} "
+                      f"(saturated-core target <= {share:g})" if wb > 0 else
+                      f"{arm}: wandb showed no overhead")
     if "watch-all" in ratios and "tensorboard" in ratios:
         rr = [a / b for a, b in zip(stats["watch-all"].times, stats["tensorboard"].times,
                                     strict=True)]
