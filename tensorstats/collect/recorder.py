@@ -52,6 +52,7 @@ from .layout import (
     payload_rows,
     resumed_spec,
 )
+from .nonfinite import FirstNonfinite
 from .ranks import (
     RANKS,
     SHARED_KINDS,
@@ -88,6 +89,11 @@ def _close_at_exit() -> None:  # queued asynchronous writes are not lost at exit
             rec.close()
         except Exception:
             pass
+
+
+def _section(base: str, section: str) -> str:
+    """A section (``tensors``, ``probes/<p>``, ``summaries``) of the run, or of a rank's part."""
+    return f"{base}/{section}" if base else section
 
 
 class Recorder:
@@ -213,13 +219,12 @@ class Recorder:
         self._resumed: dict[str, SeriesWriter] = {}
         self._pool = BufferPool(max_pending_bytes)
         self._store_lock: StoreLock | None = None
-        self._nonfinite_lock = threading.Lock()
-        self._first_nonfinite: dict[str, Any] | None = None
         try:
             if self.rank in (None, 0):
                 self._open_main(mode, user_attrs)
             else:
                 self._join(mode, user_attrs)
+            self._nonfinite = FirstNonfinite(self._backend, self.rank, self._root_attrs)
         except BaseException:
             self._release_lock()
             raise
@@ -271,10 +276,6 @@ class Recorder:
         self._root_attrs = attrs
         if mode == "a":
             self._resumed = repair_all(self._backend, mine)
-            own = self._backend.read(f"{mine}/zarr.json")
-            if own is not None:  # keep the first non-finite step an earlier writer noted
-                meta = json.loads(own).get("attributes", {}).get(META_KEY, {})
-                self._first_nonfinite = meta.get("first_nonfinite")
 
     def _release_lock(self) -> None:
         if self._store_lock is not None:
@@ -315,7 +316,6 @@ class Recorder:
         for section in sections:  # read once, used by record()
             self._resumed.update(repair_all(self._backend, section))
         self._root_attrs = {**attrs, **user_attrs}
-        self._first_nonfinite = attrs.get(META_KEY, {}).get("first_nonfinite")
         if user_attrs:
             self._backend.write("zarr.json", dumps(group_metadata(self._root_attrs)), replace=True)
         for section in (TENSORS, SCALARS):
@@ -471,8 +471,7 @@ class Recorder:
         base = rank_prefix(self.rank) if own else self._base(kind)
         if base is None:
             return  # a shared kind: rank 0 records it for every rank
-        section = TENSORS if probe_key is None else f"{PROBES}/{probe_key}"
-        section = f"{base}/{section}" if base else section
+        section = _section(base, TENSORS if probe_key is None else f"{PROBES}/{probe_key}")
         key = f"{section}/{kind_key}/{layer_key}"
         with self._lock:
             self._check_open()
@@ -481,8 +480,8 @@ class Recorder:
                 user_attrs = check_json(series_attrs, f"{where}: attrs")  # checked once
                 check_fits(arr, stored_dtype(arr.dtype), source_dtype, where)
                 spec = self._new_tensor_series(
-                    key, section, kind, layer, probe, arr, source_dtype, ax, names,
-                    max_elements, user_attrs, shard_meta)
+                    key, kind, layer, probe, arr, source_dtype, ax, names, max_elements,
+                    user_attrs, shard_meta)
             else:
                 spec.check(arr, source_dtype, ax, names, step, max_elements, series_attrs,
                            where)
@@ -505,15 +504,12 @@ class Recorder:
         else:
             row = moved
         series, positions, has_channel = spec.series, spec.positions, ax is not None
-        pool = self._pool
+        pool, nonfinite = self._pool, self._nonfinite
 
         def append() -> None:
             try:
                 series.append(step, payload_rows(row, positions, has_channel))
-                if row.dtype.kind == "f" and self._first_nonfinite is None \
-                        and not np.isfinite(row).all():
-                    self._note_nonfinite(step, series_label(series.key),
-                                         int(np.isnan(row).sum()), int(np.isinf(row).sum()))
+                nonfinite.check_row(step, series_label(series.key), row)
             finally:
                 if staged:
                     pool.give(row)
@@ -529,7 +525,7 @@ class Recorder:
         spec = self._series[key] = resumed_spec(series, self._backend, key)
         return spec
 
-    def _new_tensor_series(self, key: str, section: str, kind: str, layer: str,
+    def _new_tensor_series(self, key: str, kind: str, layer: str,
                            probe: str | None, arr: np.ndarray, source_dtype: str,
                            ax: int | None, names: tuple[str, ...], max_elements: int | None,
                            user_attrs: dict[str, Any],
@@ -590,8 +586,8 @@ class Recorder:
         base = self._base(kind)
         if base is None:
             return
-        section = SUMMARIES if probe is None else f"{SUMMARIES}/{PROBES}/{encode_name(probe)}"
-        section = f"{base}/{section}" if base else section
+        section = _section(base, SUMMARIES if probe is None
+                           else f"{SUMMARIES}/{PROBES}/{encode_name(probe, what='probe')}")
         key = f"{section}/{encode_name(kind, what='kind')}/{encode_name(layer, what='layer')}"
         series_attrs = dict(attrs) if attrs is not None else None
         with self._lock:
@@ -623,7 +619,7 @@ class Recorder:
                 series.append(step, {MOMENTS_VAR: row})
                 nan, inf = int(np.nansum(row[..., 1])), int(np.nansum(row[..., 2]))
                 if nan or inf:
-                    self._note_nonfinite(step, label, nan, inf)
+                    self._nonfinite.note(step, label, nan, inf)
 
             self._submit(append, row.nbytes)
 
@@ -635,28 +631,6 @@ class Recorder:
             if series is not None:
                 spec = self._series[key] = ScalarSpec(series, series.last_step)
         return spec
-
-    def _note_nonfinite(self, step: int, series: str, nan: int, inf: int) -> None:
-        """Keep, in the run's metadata, the first step at which a series held NaN or Inf.
-
-        Written as soon as that step is (by the writer), so a run that crashes
-        later still says where its values went bad: ``run.attrs["tensorstats"]
-        ["first_nonfinite"]`` (rank r: the group ``ranks/<r>``).
-        """
-        with self._nonfinite_lock:
-            first = self._first_nonfinite
-            if first is not None and first["step"] <= step:
-                return
-            self._first_nonfinite = {"step": int(step), "series": series, "nan": nan,
-                                     "inf": inf}
-            if self.rank in (None, 0):
-                self._root_attrs[META_KEY]["first_nonfinite"] = self._first_nonfinite
-                self._backend.write("zarr.json", dumps(group_metadata(self._root_attrs)),
-                                    replace=True)
-            else:
-                doc = dumps(group_metadata({META_KEY: {
-                    "rank": self.rank, "first_nonfinite": self._first_nonfinite}}))
-                self._backend.write(f"{rank_prefix(self.rank)}/zarr.json", doc, replace=True)
 
     def record_scalar(self, name: str, value: Any, *, step: int) -> None:
         """Record one value of a scalar series such as the loss or learning rate.

@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import NotARunStoreError
 from .backend import Backend
+from .discover import read_json
 from .format import STEP_VAR, check_format, chunk_key
 from .names import decode_name
 
@@ -91,29 +93,22 @@ def _series_keys(backend: Backend, prefix: str) -> Iterator[str]:
             yield from _series_keys(backend, key)
 
 
-def _json(backend: Backend, key: str) -> Any:
-    raw = backend.read(key)
-    if raw is None:
-        return None
-    return json.loads(raw)
-
-
 def _check_series(backend: Backend, key: str) -> list[Problem]:
     label = series_label(key)
     try:
-        group = _json(backend, f"{key}/zarr.json")
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        return [Problem(label, None, f"group metadata {key}/zarr.json is not valid JSON ({e})")]
+        group = read_json(backend, f"{key}/zarr.json")
+    except NotARunStoreError as e:  # "... is not valid JSON" or "not a JSON object"
+        return [Problem(label, None, f"group metadata: {e}")]
     if group is None:
         return []  # never completely created: readers ignore it
     arrays, problems = {}, []
     for name in backend.children(key):
         try:
-            meta = _json(backend, f"{key}/{name}/zarr.json")
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            problems.append(Problem(label, None, f"{name}/zarr.json is not valid JSON ({e})"))
+            meta = read_json(backend, f"{key}/{name}/zarr.json")
+        except NotARunStoreError as e:
+            problems.append(Problem(label, None, f"array metadata: {e}"))
             continue
-        if meta is None or not isinstance(meta, dict) or meta.get("node_type") != "array":
+        if meta is None or meta.get("node_type") != "array":
             continue
         bad = _bad_metadata(meta)
         if bad:

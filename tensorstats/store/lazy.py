@@ -98,7 +98,7 @@ def ranked_dataarray(backend: Backend, series: RankedSeries, chunk_bytes: int,
     """
     import pandas as pd
 
-    if not moments and all(_shard(s) for s in series.by_rank.values()):
+    if not moments and series.sharded:
         return assembled_dataarray(backend, series, chunk_bytes)
     make = moments_dataarray if moments else series_dataarray
     parts = {r: make(backend, s, chunk_bytes) for r, s in series.by_rank.items()}

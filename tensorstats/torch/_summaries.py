@@ -112,11 +112,7 @@ class Summarizing(Capture):
                          f"not recorded ({kind} {key!r}); the raw capture records shards")
             return
         axis = self.layout(kind, key).channel_axis
-        self.captured[kind].setdefault(key, {})[0] = device_moments(self.local_part(t), axis)
-
-    @staticmethod
-    def local_part(t: Any) -> Any:
-        return t.to_local() if hasattr(t, "to_local") else t
+        self.captured[kind].setdefault(key, {})[0] = device_moments(t, axis)
 
     def record(self, step: int, probe: str | None) -> None:
         rec = self.w.recorder
