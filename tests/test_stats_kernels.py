@@ -239,9 +239,9 @@ def test_merge_of_random_pieces_equals_whole():
         np.testing.assert_allclose(merged[k], whole[k], rtol=1e-11, err_msg=k)
 
 
-@pytest.mark.parametrize("offset", [-1.0, 1e6])  # 1e6: rows far from 0 are summed again
-def test_rows_longer_than_a_piece_are_summed_piece_by_piece(monkeypatch, offset):
-    monkeypatch.setattr(moments, "SUMS_BLOCK_VALUES", 1000)
+@pytest.mark.parametrize("offset", [-1.0, 1e6])  # 1e6: rows far from 0
+def test_long_rows_on_two_threads(monkeypatch, offset):
+    monkeypatch.setattr(moments, "COMPILED_MIN_VALUES_PER_THREAD", 1000)
     rng = np.random.default_rng(6)
     x = rng.normal(size=(3, 4321)) * 2 + offset
     x[1, 17] = np.nan  # a masked row among long ones

@@ -26,12 +26,14 @@ Examples
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 
-from .blocks import map_row_blocks, rows_per_block
+from .blocks import map_threads
 from .scratch import scratch
 
 PARTIAL_FIELDS = ("count", "nan_count", "inf_count", "mean", "m2", "m3", "m4", "min", "max")
@@ -48,9 +50,11 @@ Partial = dict[str, np.ndarray]
 
 
 RAW_SUMS_MAX_OFFSET = 10.0
-"""Rows whose |mean| is within this many standard deviations of the shift use
-power sums about the shift directly; others are re-centred on their mean first.
+"""Groups whose |mean - shift| is within this many standard deviations use power
+sums about the shift directly; others are summed again about their mean.
 Rounding then costs at most ~1e4 ulp in the fourth central moment."""
+
+
 
 
 @lru_cache(maxsize=32)
@@ -172,71 +176,130 @@ def _central(n: int | np.ndarray, sums: dict[str, np.ndarray]) -> tuple[np.ndarr
     return _from_power_sums(n, sums["s1"], sums["s2"], sums["s3"], sums["s4"])
 
 
-def _partial_block(x: np.ndarray) -> Partial:
-    """Partial of the rows of a 2-D block (groups on axis 0).
+def _merged_dims(shape: tuple[int, ...], strides: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(size, stride) of ``shape``'s dims with size-1 dims dropped and adjacent
+    dims merged where the strides allow (the outer stride is the inner's times
+    its size)."""
+    dims: list[tuple[int, int]] = []
+    for n, s in zip(shape, strides, strict=True):
+        if n == 1:
+            continue
+        if dims and dims[-1][1] == n * s:
+            dims[-1] = (dims[-1][0] * n, s)
+        else:
+            dims.append((n, s))
+    return dims
 
-    A row's float64 sum is finite exactly when all its values are (float32 or
-    float64 values cannot overflow a float64 sum of fewer than 2**960 terms;
-    NaN and ±inf propagate), so only rows whose sum is not finite take the
-    masked path. Power sums about 0 become central sums; rows whose mean is
-    far from 0 relative to their spread (see :data:`RAW_SUMS_MAX_OFFSET`) are
-    summed again about their mean, so data such as 1e7 + 0.1 * noise keeps
-    full precision.
+
+def _strided_layout(x: np.ndarray, nkept: int) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """The compiled kernel's view of ``x``: groups on its first ``nkept`` axes.
+
+    Returns ``(base, layout, groups)`` -- a 1-D array spanning ``x``'s memory,
+    ``(G, O, I, sa, sg, so, si)`` in elements, and the number of groups -- or
+    None when the groups need more than two strided axes, or the values more
+    than two, or the innermost values are not contiguous, or a stride is
+    negative or not a whole number of elements.
     """
-    g, n = x.shape
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf: those rows are redone
-        sums = power_sums(x, extremes=True)
-    lo, hi = sums["min"], sums["max"]
-    count = np.full(g, n, np.int64)
-    nan_count = np.zeros(g, np.int64)
-    inf_count = np.zeros(g, np.int64)
-    bad = ~np.isfinite(sums["s1"])
-    clean = {}
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        sub = x[rows].astype(np.float64)
-        ok = np.isfinite(sub)
-        count[rows] = ok.sum(axis=-1)
-        nan_count[rows] = np.isnan(sub).sum(axis=-1)
-        inf_count[rows] = n - count[rows] - nan_count[rows]
-        lo[rows] = np.where(ok, sub, np.inf).min(axis=-1)
-        hi[rows] = np.where(ok, sub, -np.inf).max(axis=-1)
-        sub[~ok] = 0.0
-        for name, value in power_sums(sub).items():
-            sums[name][rows] = value
-        clean = {int(r): (sub[i], ok[i]) for i, r in enumerate(rows)}
-    mean, m2, m3, m4 = _central(count, sums)
-    far = ~(mean * mean * count <= RAW_SUMS_MAX_OFFSET ** 2 * m2)
-    if far.any():
-        rows = np.flatnonzero(far)
-        plain = [r for r in rows if r not in clean]
-        if plain:
-            d = power_sums(x[plain], mean[plain])
-            shift, m2[plain], m3[plain], m4[plain] = _central(count[plain], d)
-            mean[plain] += shift
-        for r in (r for r in rows if r in clean):
-            sub, ok = clean[r]
-            d = np.where(ok, sub - mean[r], 0.0)[None]
-            shift, m2[r], m3[r], m4[r] = (v[0] for v in _central(count[r], power_sums(d)))
-            mean[r] += shift
-    return {"count": count, "nan_count": nan_count, "inf_count": inf_count, "mean": mean,
-            "m2": m2, "m3": m3, "m4": m4, "min": lo, "max": hi}
+    size = x.dtype.itemsize
+    if any(s < 0 or s % size for s in x.strides):
+        return None
+    elems = tuple(s // size for s in x.strides)
+    kept = _merged_dims(x.shape[:nkept], elems[:nkept])
+    pooled = _merged_dims(x.shape[nkept:], elems[nkept:])
+    if len(kept) > 2 or len(pooled) > 2 or (pooled and pooled[-1][1] != 1):
+        return None  # strided innermost values: a copy reads them faster than a gather
+    (a, sa), (g, sg) = [(1, 0)] * (2 - len(kept)) + kept
+    (o, so), (i, si) = [(1, 0)] * (2 - len(pooled)) + pooled
+    span = 1 + sum((n - 1) * s for n, s in (kept + pooled))
+    base = np.lib.stride_tricks.as_strided(x, shape=(span,), strides=(size,))
+    return base, np.array([g, o, i, sa, sg, so, si], np.int64), a * g
 
 
-def partial_moments(x: np.ndarray, *, keepdims: bool = False, threads: int | None = 1
-                    ) -> Partial:
-    """Moments of the finite values of each group along the last axis.
+COMPILED_MIN_VALUES_PER_THREAD = 1 << 18
+"""Below this many values per thread, one thread does all the groups."""
 
-    Blocks of groups are processed in cache-sized pieces (a group longer than
-    a piece is summed piece by piece); ``threads`` > 1 (or None for every
-    CPU) spreads the blocks over threads.
+
+def _kernel_partials(x: np.ndarray, nkept: int, threads: int | None) -> Partial:
+    """Partials of the groups on ``x``'s first ``nkept`` axes (values on the rest)."""
+    from .moments_compiled import partials
+
+    if x.dtype not in (np.float32, np.float64):
+        x = x.astype(np.float32 if x.dtype == np.float16 else np.float64)
+    lead = x.shape[:nkept]
+    layout = _strided_layout(x, nkept)
+    if layout is None:  # a layout the kernel cannot walk: one copy, groups as rows
+        x = np.ascontiguousarray(x).reshape(math.prod(lead), -1)
+        layout = _strided_layout(x, 1)
+    base, dims, groups = layout
+    bits = base.view(np.int32 if base.dtype == np.float32 else np.int64)
+    ints = np.empty((groups, 5), np.int64)
+    floats = np.empty((groups, 4))
+    offset2 = RAW_SUMS_MAX_OFFSET ** 2
+    workers = (os.cpu_count() or 1) if threads is None else threads
+    workers = max(1, min(workers, groups, x.size // COMPILED_MIN_VALUES_PER_THREAD))
+    if workers == 1:
+        partials(base, bits, dims, 0, groups, ints, floats, offset2)
+    else:
+        cuts = np.linspace(0, groups, workers + 1).astype(int)
+        map_threads(lambda k: partials(base, bits, dims, cuts[k], cuts[k + 1], ints, floats,
+                                       offset2), range(workers), workers)
+    out = {"count": ints[:, 0], "nan_count": ints[:, 1], "inf_count": ints[:, 2]}
+    out.update(zip(("mean", "m2", "m3", "m4"), floats.T, strict=True))
+    empty = out["count"] == 0
+    out["min"] = np.where(empty, np.inf, key_values(ints[:, 3], base.dtype))
+    out["max"] = np.where(empty, -np.inf, key_values(ints[:, 4], base.dtype))
+    return {k: np.ascontiguousarray(v).reshape(lead) for k, v in out.items()}
+
+
+def key_values(keys: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float64 values of the order keys the compiled kernel takes min/max over.
+
+    A key is a value's bits as a signed integer with every bit but the sign
+    flipped for negative values, so keys order as the values do (-0.0 just
+    below +0.0); the map is its own inverse.
+
+    Examples
+    --------
+    >>> x = np.array([-2.5, -0.0, 0.0, 1.5, np.inf], np.float32)
+    >>> b = x.view(np.int32).astype(np.int64)
+    >>> keys = b ^ ((b >> 31) & 0x7FFFFFFF)
+    >>> bool(np.all(np.diff(keys) > 0)), key_values(keys, np.float32).tolist()
+    (True, [-2.5, -0.0, 0.0, 1.5, inf])
+    """
+    itype, sign = (np.int32, 31) if np.dtype(dtype) == np.float32 else (np.int64, 63)
+    k = keys.astype(itype)
+    low = itype((1 << sign) - 1)
+    return (k ^ ((k >> itype(sign)) & low)).view(dtype).astype(np.float64)
+
+
+def _empty_partial(lead: tuple[int, ...]) -> Partial:
+    """The merge's identity for every group: no values."""
+    zeros = np.zeros(lead)
+    return {"count": np.zeros(lead, np.int64), "nan_count": np.zeros(lead, np.int64),
+            "inf_count": np.zeros(lead, np.int64), "mean": zeros, "m2": zeros.copy(),
+            "m3": zeros.copy(), "m4": zeros.copy(), "min": np.full(lead, np.inf),
+            "max": np.full(lead, -np.inf)}
+
+
+def partial_moments(x: np.ndarray, *, axis: int | tuple[int, ...] = -1, keepdims: bool = False,
+                    threads: int | None = 1) -> Partial:
+    """Moments of the finite values of each group.
+
+    One compiled pass per group (:mod:`~tensorstats.kernels.moments_compiled`,
+    GIL released) reads float32 and float64 values where they lie: pooled
+    axes need not be last or contiguous, so a channel of a (batch, channel,
+    H, W) tensor is read without a transposed copy. ``threads`` > 1 (or None
+    for every CPU) splits the groups over threads.
 
     Parameters
     ----------
     x : ndarray
-        Any real dtype; groups along every leading axis, samples on the last.
+        Any real dtype.
+    axis : int or tuple of int
+        The pooled axes (the values of each group); the other axes are the
+        groups, in their order.
     keepdims : bool
-        Keep the reduced axis with length 1.
+        Keep the pooled axes with length 1 (only with the default ``axis=-1``).
     threads : int or None
         Worker threads.
 
@@ -249,17 +312,14 @@ def partial_moments(x: np.ndarray, *, keepdims: bool = False, threads: int | Non
     x = np.asarray(x)
     if x.dtype.kind not in "fiub":
         raise TypeError(f"moments need real numbers, got dtype {x.dtype}")
-    lead, n = x.shape[:-1], x.shape[-1]
-    flat = x.reshape(int(np.prod(lead, dtype=np.int64)), n)
-    if n == 0 or flat.shape[0] == 0:
-        g = flat.shape[0]
-        out = {"count": np.zeros(g, np.int64), "nan_count": np.zeros(g, np.int64),
-               "inf_count": np.zeros(g, np.int64), "mean": np.zeros(g), "m2": np.zeros(g),
-               "m3": np.zeros(g), "m4": np.zeros(g), "min": np.full(g, np.inf),
-               "max": np.full(g, -np.inf)}
+    pooled = tuple(sorted(a % x.ndim for a in np.atleast_1d(axis)))
+    kept = [a for a in range(x.ndim) if a not in pooled]
+    arr = np.transpose(x, kept + list(pooled))  # a view: the kernel follows the strides
+    lead = arr.shape[:len(kept)]
+    if arr.size == 0:
+        out = _empty_partial(lead)
     else:
-        out = map_row_blocks(_partial_block, flat, rows=rows_per_block(n), threads=threads)
-    out = {k: v.reshape(lead) for k, v in out.items()}
+        out = _kernel_partials(arr, len(kept), threads)
     if keepdims:
         out = {k: v[..., None] for k, v in out.items()}
     return out

@@ -45,7 +45,7 @@ def _flatten_pooled(x: np.ndarray, axis: tuple[int, ...]) -> np.ndarray:
 
 
 def _chunk(x: np.ndarray, axis: tuple[int, ...], keepdims: bool = True, **_: object) -> np.ndarray:
-    part = partial_moments(_flatten_pooled(x, axis))
+    part = partial_moments(x, axis=axis)  # reads the pooled axes where they lie
     packed = _pack(part, PARTIAL_DTYPE)
     return packed.reshape(packed.shape + (1,) * len(axis))  # kept axes first, then axis
 
@@ -150,10 +150,8 @@ def moments(da: xr.DataArray, *, by: By = None, ddof: int = 0) -> xr.Dataset:
             meta=np.empty((0,) * len(kept), RESULT_DTYPE), name="tensorstats-moments")
         fields = {name: res[name] for name in RESULT_FIELDS}
     else:
-        flat = _flatten_pooled(np.asarray(data), axis)
-        # one thread: on two cores, two threads handing the GIL over at every
-        # NumPy call of these cache-sized pieces ran slower than one (measured)
-        fields = finish_moments(partial_moments(flat, threads=1))
+        # the compiled kernel releases the GIL: large inputs use every core
+        fields = finish_moments(partial_moments(np.asarray(data), axis=axis, threads=None))
     ds = xr.Dataset({name: (kept, fields[name]) for name in RESULT_FIELDS},
                     coords=kept_coords(da, kept))
     ds["kurtosis"].attrs["definition"] = "excess (Fisher): normal is 0"
