@@ -43,7 +43,7 @@ def check(run: Any, *, storage_options: Mapping[str, Any] | None = None) -> list
     >>> path = os.path.join(tempfile.mkdtemp(), "run.zarr")
     >>> with ts.Recorder(path) as rec:
     ...     for step in range(3):
-    ...         rec.record("weight", "w", np.ones((2, 2)) * step, step=step)
+    ...         rec.record("weight", "w", np.ones((32, 64)) * step, step=step)
     >>> ts.check(path)
     []
     >>> os.remove(os.path.join(path, "tensors", "weight", "w", "tensor", "c.1.0.0"))

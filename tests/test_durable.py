@@ -31,18 +31,23 @@ def fsyncs(monkeypatch):
     return calls
 
 
-def test_durable_syncs_data_then_commit(tmp_path, fsyncs):
+@pytest.mark.parametrize("shape,chunk,new_entry", [
+    ((64, 32), "c.1.0.0", True),   # 16 KiB a step: a chunk file of its own, a new folder entry
+    ((4, 3), "c.0.0.0", False),    # small: packed, step 1 written in place in step 0's chunk
+])
+def test_durable_syncs_data_then_commit(tmp_path, fsyncs, shape, chunk, new_entry):
     path = tmp_path / "run.zarr"
     rec = ts.Recorder(path, durable=True)
-    rec.record("weight", "w", np.ones((4, 3)), step=0)  # creates the series
+    rec.record("weight", "w", np.ones(shape), step=0)  # creates the series
     fsyncs.clear()
-    rec.record("weight", "w", np.full((4, 3), 2.0), step=1)
+    rec.record("weight", "w", np.full(shape, 2.0), step=1)
     series = str(path / "tensors" / "weight" / "w")
-    chunk = f"{series}/tensor/c.1.0.0"
+    chunk = f"{series}/tensor/{chunk}"
     tensor_meta, step_meta = f"{series}/tensor/zarr.json", f"{series}/step/zarr.json"
-    assert chunk in fsyncs and f"{series}/tensor" in fsyncs  # the file and its folder entry
+    assert chunk in fsyncs  # the data
+    assert (f"{series}/tensor" in fsyncs) == new_entry  # and a new file's folder entry
     assert tensor_meta in fsyncs and step_meta in fsyncs  # the commit
-    last_data = max(fsyncs.index(chunk), fsyncs.index(f"{series}/tensor"))
+    last_data = max(fsyncs.index(chunk), fsyncs.index(f"{series}/tensor") if new_entry else 0)
     assert last_data < fsyncs.index(tensor_meta) < fsyncs.index(step_meta)
     assert fsyncs[-1] == step_meta  # the step is committed, and synced, when record returns
     rec.close()

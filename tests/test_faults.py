@@ -32,7 +32,8 @@ EXE = Path(sys.executable).parent / "tensorstats"
 
 def values(layer: str, step: int) -> np.ndarray:
     seed = LAYERS.index(layer) * 1000 + step
-    return np.random.default_rng(seed).normal(size=(3, 4, 5)).astype(np.float32)
+    # 6 KiB a step: a chunk file per step (rows of at most 4 KiB are packed)
+    return np.random.default_rng(seed).normal(size=(3, 16, 32)).astype(np.float32)
 
 
 def make_run(path: Path, codec: str = "none") -> Path:
@@ -89,6 +90,45 @@ def test_truncated_or_missing_chunk(run_path, damage):
     assert ("missing" if damage == "delete" else "holds 100 bytes") in problems[0].message
     res = cli_check(run_path)
     assert res.returncode == 9 and "feature/B step 20" in res.stdout, res.stdout + res.stderr
+
+
+def test_truncated_packed_chunk(tmp_path):
+    """A chunk holding the steps of a small series: those steps are named, the rest reads."""
+    path = make_run(tmp_path / "run.zarr")
+    with ts.Recorder(path, mode="a") as rec:
+        for step in STEPS:
+            rec.record("feature", "bias", np.full(8, step, np.float32), step=step)
+    target = path / "tensors" / "feature" / "bias" / "tensor" / "c.0.0"
+    target.write_bytes(target.read_bytes()[:20])
+    run = ts.open_run(path)
+    assert_others_intact(run, "bias")
+    with pytest.raises(DamagedStoreError, match=r"feature/bias step") as err:
+        run["feature", "bias"].values  # noqa: B018
+    assert "holds 20 bytes" in str(err.value)
+    problems = errors_of(path)
+    assert {p.series for p in problems} == {"feature/bias"} and problems, problems
+    assert all("(steps 0-30)" in p.message and "holds 20 bytes" in p.message for p in problems)
+    assert cli_check(path).returncode == 9
+
+
+def test_resuming_over_a_damaged_packed_chunk_refuses_to_write(tmp_path):
+    """Appending to a packed chunk whose committed rows cannot be read back would
+    overwrite them with the fill value: the writer raises instead, and writes nothing."""
+    path = tmp_path / "run.zarr"
+    with ts.Recorder(path) as rec:
+        for step in range(3):
+            rec.record("feature", "bias", np.full(8, step, np.float32), step=step)
+    target = path / "tensors" / "feature" / "bias" / "tensor" / "c.0.0"
+    damaged = target.read_bytes()[:20]
+    target.write_bytes(damaged)
+    with ts.Recorder(path, mode="a") as rec:
+        with pytest.raises(DamagedStoreError, match="committed"):
+            rec.record("feature", "bias", np.full(8, 3.0, np.float32), step=3)
+        rec.record("feature", "other", np.ones(8, np.float32), step=3)  # the rest goes on
+    assert target.read_bytes() == damaged
+    run = ts.open_run(path)
+    assert run["feature", "bias"]["step"].values.tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(run["feature", "other"].values, np.ones((1, 8)))
 
 
 def test_corrupted_compressed_chunk(tmp_path):

@@ -93,7 +93,7 @@ def test_a_truncated_chunk_is_an_error_not_garbage(tmp_path):
 
 def test_open_run_reads_chunks_directly_and_gets_zarrs_values(tmp_path, monkeypatch):
     rng = np.random.default_rng(5)
-    data = rng.normal(size=(6, 5, 3, 2)).astype(np.float32)
+    data = rng.normal(size=(6, 5, 16, 16)).astype(np.float32)  # 5 KiB: a chunk per step
     data[2, 1, 0, 0] = np.nan
     plain, packed = tmp_path / "plain.zarr", tmp_path / "lz4.zarr"
     for path, codec in ((plain, "none"), (packed, "lz4")):
@@ -104,7 +104,7 @@ def test_open_run_reads_chunks_directly_and_gets_zarrs_values(tmp_path, monkeypa
     real = LocalChunkReader._read_chunk
     monkeypatch.setattr(LocalChunkReader, "_read_chunk",
                         lambda self, i, t: calls.append(i) or real(self, i, t))
-    got = ts.open_run(plain, chunk_bytes=200)["feature", "conv"]  # several dask chunks
+    got = ts.open_run(plain, chunk_bytes=12000)["feature", "conv"]  # several dask chunks
     assert got.data.npartitions > 1
     values = got.values
     assert sorted(calls) == list(range(6))  # every step read directly, once

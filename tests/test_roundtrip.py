@@ -116,13 +116,35 @@ def test_one_chunk_per_step_never_rewritten(store):
     import os
 
     with ts.Recorder(store) as rec:
-        rec.record("weight", "w", np.ones((4, 3)), step=0)
+        rec.record("weight", "w", np.ones((64, 32)), step=0)  # 16 KiB: a chunk per step
         chunk0 = os.path.join(store, "tensors/weight/w/tensor/c.0.0.0")
         before = os.stat(chunk0)
-        rec.record("weight", "w", np.ones((4, 3)), step=1)
+        rec.record("weight", "w", np.ones((64, 32)), step=1)
         after = os.stat(chunk0)
     assert (before.st_ino, before.st_mtime_ns) == (after.st_ino, after.st_mtime_ns)
     assert os.path.exists(os.path.join(store, "tensors/weight/w/tensor/c.1.0.0"))
+
+
+def test_small_rows_are_packed_and_committed_bytes_never_rewritten(store):
+    """A bias's steps share one chunk file, each step written into its own slot in place."""
+    import os
+
+    folder = os.path.join(store, "tensors/weight/b/tensor")
+    with ts.Recorder(store) as rec:
+        rec.record("weight", "b", np.arange(16, dtype=np.float32), step=0)
+        chunk0 = os.path.join(folder, "c.0.0")
+        before, first = os.stat(chunk0), open(chunk0, "rb").read()
+        for s in range(1, 5):
+            rec.record("weight", "b", np.arange(16, dtype=np.float32) + s, step=s)
+        after, now = os.stat(chunk0), open(chunk0, "rb").read()
+    assert before.st_ino == after.st_ino  # the same file, not replaced
+    assert now[:64] == first[:64]  # step 0's slot (16 float32) unchanged
+    assert sorted(os.listdir(folder)) == ["c.0.0", "zarr.json"]  # no file per step
+    z = zarr.open_array(folder, mode="r")
+    assert z.chunks[0] > 1 and z.shape == (5, 16)
+    expected = np.arange(16, dtype=np.float32) + np.arange(5)[:, None]
+    np.testing.assert_array_equal(z[:], expected)  # plain zarr-python reads it
+    np.testing.assert_array_equal(ts.open_run(store)["weight", "b"].values, expected)
 
 
 def test_scalars_roundtrip_and_outer_join(store):
@@ -157,7 +179,7 @@ def test_attrs_and_metadata(store):
     run = ts.open_run(store)
     assert run.attrs["init"] == "kaiming" and run.attrs["layers"] == [3, 16]
     meta = run.attrs["tensorstats"]
-    assert meta["format"] == "tensorstats.run" and meta["format_version"] == "1.2"
+    assert meta["format"] == "tensorstats.run" and meta["format_version"] == "1.3"
     assert meta["version"] == ts.__version__
     assert run["weight", "w"].attrs["source_dtype"] == "float16"
     assert run["weight", "w"].attrs["kind"] == "weight"

@@ -96,11 +96,11 @@ def test_run_reads_under_processes_and_distributed(tmp_path):
 
     p = tmp_path / "a.zarr"
     rng = np.random.default_rng(1)
-    data = rng.standard_normal((5, 6, 7))
+    data = rng.standard_normal((5, 16, 40))  # 5 KiB a step: a chunk per step
     with ts.Recorder(p) as rec:
         for s in range(5):
             rec.record("weight", "w", data[s], step=s)
-    run = ts.open_run(p, chunk_bytes=2 * 6 * 7 * 8)  # 2 steps per dask chunk
+    run = ts.open_run(p, chunk_bytes=2 * 16 * 40 * 8)  # 2 steps per dask chunk
     da = run["weight", "w"]
     assert da.chunks[0] == (2, 2, 1)
     expected = data.mean(axis=(1, 2))

@@ -166,19 +166,20 @@ def test_asynchronous_error_is_raised_in_caller(store, monkeypatch):
     from tensorstats.store import backend as backend_mod
 
     rec = ts.Recorder(store, asynchronous=True)
-    rec.record("weight", "w", np.ones(3), step=0)
+    big = np.ones(2048)  # 16 KiB a step: a chunk file per step (small rows are packed)
+    rec.record("weight", "w", big, step=0)
     rec.flush()
 
     def broken(self, key, data, *, replace):
         raise OSError("disk full")
 
     monkeypatch.setattr(backend_mod.LocalBackend, "write", broken)
-    rec.record("weight", "w", np.ones(3), step=1)  # accepted; the write fails later
+    rec.record("weight", "w", big, step=1)  # accepted; the write fails later
     with pytest.raises(OSError, match="background write failed.*disk full") as e:
         rec.flush()
     assert isinstance(e.value.__cause__, OSError)
     with pytest.raises(OSError, match="disk full"):
-        rec.record("weight", "w", np.ones(3), step=2)
+        rec.record("weight", "w", big, step=2)
     monkeypatch.undo()
     with pytest.raises(OSError, match="disk full"):
         rec.close()

@@ -21,7 +21,7 @@ import tensorstats as ts
 
 torch = pytest.importorskip("torch")
 from tensorstats.torch import watch  # noqa: E402
-from tensorstats.torch._summaries import device_moments  # noqa: E402
+from tensorstats.torch._summaries import device_moments, torch_moments  # noqa: E402
 
 STEPS = 6
 
@@ -108,8 +108,9 @@ def test_nan_counts_and_first_nonfinite_step(summarized):
     assert first["step"] == 5 and first["nan"] > 0
 
 
-def test_device_moments_rows_without_finite_values():
-    m = device_moments(torch.tensor([[float("nan"), float("inf")], [1.0, 3.0]]), 0).numpy()
+@pytest.mark.parametrize("impl", [device_moments, torch_moments])  # compiled (CPU) / torch ops
+def test_device_moments_rows_without_finite_values(impl):
+    m = impl(torch.tensor([[float("nan"), float("inf")], [1.0, 3.0]]), 0).numpy()
     assert m[0, :3].tolist() == [0.0, 1.0, 1.0] and np.isnan(m[0, 3:]).all()
     assert m[1].tolist() == [2.0, 0.0, 0.0, 2.0, 2.0, 0.0, 2.0, 1.0, 3.0]
 
@@ -147,10 +148,11 @@ def test_first_nonfinite_survives_a_crash(tmp_path):
 
 
 @pytest.mark.parametrize("axis", [0, 1, 2])
-def test_device_moments_against_numpy_including_offset_data(axis):
+@pytest.mark.parametrize("impl", [device_moments, torch_moments])  # compiled (CPU) / torch ops
+def test_device_moments_against_numpy_including_offset_data(axis, impl):
     rng = np.random.default_rng(7)
     x = 1e7 + 0.1 * rng.standard_t(5, size=(5, 6, 40))  # float64: an offset of 1e7
-    got = device_moments(torch.from_numpy(x), axis).numpy()
+    got = impl(torch.from_numpy(x), axis).numpy()
     flat = per_channel(x, axis)
     mean = flat.mean(1)
     d = flat - mean[:, None]
@@ -163,7 +165,7 @@ def test_device_moments_against_numpy_including_offset_data(axis):
     # the masked path (taken when a NaN is present) agrees with the fast one
     masked = x.copy()
     masked[(0,) * 3] = np.nan
-    slow = device_moments(torch.from_numpy(masked), axis).numpy()
+    slow = impl(torch.from_numpy(masked), axis).numpy()
     np.testing.assert_allclose(slow[1:, 3:], got[1:, 3:], rtol=1e-9, atol=1e-7)
 
 

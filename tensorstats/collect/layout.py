@@ -8,6 +8,7 @@ is what the training thread knows about a series (writes may lag behind).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..dims import CHANNEL, ELEMENT, MOMENT, STEP, default_dim
-from ..store.format import INDICES_VAR, META_KEY, MOMENTS_VAR, TENSOR_VAR
+from ..store.format import INDICES_VAR, META_KEY, MOMENTS_VAR, STEP_CHUNK, TENSOR_VAR
 from ..store.series import AppendArray, SeriesWriter, read_static_array
 from .sampling import MOMENT_NAMES, channel_moments, sample_positions
 from .validate import check_fits
@@ -31,12 +32,49 @@ class ArrayLayout:
     codec: str
     split: int = 0
     """Channels per chunk when a step is split along channels (0: one chunk per step)."""
+    step_chunk: int = 1
+    """Steps per chunk: more than one packs the steps of a small row into one file."""
 
     def array(self, key: str, name: str) -> AppendArray:
         attributes = {META_KEY: {"moment": list(MOMENT_NAMES)}} if name == MOMENTS_VAR else {}
         return AppendArray(key=f"{key}/{name}", row_shape=self.row_shape, dtype=self.dtype,
-                           dims=self.dims, codec=self.codec, step_chunk=1, split=self.split,
-                           attributes=attributes)
+                           dims=self.dims, codec=self.codec, step_chunk=self.step_chunk,
+                           split=self.split, attributes=attributes)
+
+
+PACK_MAX_ROW_BYTES = 4096
+"""Rows (one step of a series) of at most this many bytes share a chunk with
+other steps: a bias or a layer's per-channel moments would otherwise make a
+file of a few hundred bytes at every logged step."""
+PACK_CHUNK_BYTES = 1 << 16
+"""Bytes of a packed chunk (uncompressed): the writer keeps the latest chunk of
+each packed series in memory, so this bounds that memory per series."""
+
+
+def small_row_layout(row_shape: tuple[int, ...], dtype: np.dtype, dims: tuple[str, ...],
+                     codec: str, chunk_bytes: int = PACK_CHUNK_BYTES) -> ArrayLayout:
+    """The layout of an array whose rows are appended one step at a time.
+
+    Rows of at most :data:`PACK_MAX_ROW_BYTES` are packed, many steps per
+    uncompressed chunk (written in place slot by slot) of at most
+    ``chunk_bytes`` (and :data:`PACK_CHUNK_BYTES`); larger rows get a chunk
+    of their own per step, compressed with ``codec``. On object stores, which
+    cannot write in place, a packed chunk is replaced whole at each step (the
+    same number of requests as a chunk per step, and reading a series takes
+    one request per chunk instead of one per step).
+
+    Examples
+    --------
+    >>> small_row_layout((16,), np.dtype("float32"), ("step", "channel"), "lz4").step_chunk
+    1024
+    >>> small_row_layout((4096,), np.dtype("float32"), ("step", "channel"), "lz4").step_chunk
+    1
+    """
+    nbytes = math.prod(row_shape) * dtype.itemsize
+    steps = min(STEP_CHUNK, min(chunk_bytes, PACK_CHUNK_BYTES) // max(nbytes, 1))
+    if nbytes > PACK_MAX_ROW_BYTES or nbytes == 0 or steps < 2:  # empty rows: no chunk at all
+        return ArrayLayout(row_shape, dtype, dims, codec)
+    return ArrayLayout(row_shape, dtype, dims, "none", step_chunk=steps)
 
 
 @dataclass
@@ -118,13 +156,17 @@ def new_tensor_layout(arr: np.ndarray, ax: int | None, names: tuple[str, ...],
         static = {INDICES_VAR: (positions, (ELEMENT,), {META_KEY: {
             "description": "flat position (C order over the non-channel axes) of each "
                            "sampled element, the same at every step"}})}
-        arrays = {TENSOR_VAR: ArrayLayout((*channels, len(positions)), dtype,
-                                          (*lead, ELEMENT), codec),
-                  MOMENTS_VAR: ArrayLayout((*channels, len(MOMENT_NAMES)), np.dtype("float64"),
-                                           (*lead, MOMENT), "none")}
+        arrays = {TENSOR_VAR: small_row_layout((*channels, len(positions)), dtype,
+                                               (*lead, ELEMENT), codec, chunk_bytes),
+                  MOMENTS_VAR: small_row_layout((*channels, len(MOMENT_NAMES)),
+                                                np.dtype("float64"), (*lead, MOMENT), "none",
+                                                chunk_bytes)}
         return NewTensorLayout(arrays, positions,
                                {"max_elements": max_elements, "dims": list(names)}, static)
     row_shape = (np.moveaxis(arr, ax, 0) if ax is not None else arr).shape
+    small = small_row_layout(row_shape, dtype, (*lead, *names), codec, chunk_bytes)
+    if small.step_chunk > 1:
+        return NewTensorLayout({TENSOR_VAR: small}, None, {}, {})
     split = 0
     if row_shape:
         inner = int(np.prod(row_shape[1:], dtype=np.int64)) * dtype.itemsize

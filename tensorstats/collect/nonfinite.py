@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..store.check import series_label
 from ..store.format import META_KEY, dumps, group_metadata
 from .ranks import rank_prefix
 
@@ -42,10 +43,12 @@ class FirstNonfinite:
             return None
         return json.loads(raw).get("attributes", {}).get(META_KEY, {}).get("first_nonfinite")
 
-    def check_row(self, step: int, series: str, row: np.ndarray) -> None:
-        """Note ``row`` if it is the first with NaN or Inf (one pass until one is found)."""
+    def check_row(self, step: int, key: str, row: np.ndarray) -> None:
+        """Note ``row`` of the series at ``key`` if it is the first with NaN or Inf
+        (one pass over each row until one is found)."""
         if row.dtype.kind == "f" and self.first is None and not np.isfinite(row).all():
-            self.note(step, series, int(np.isnan(row).sum()), int(np.isinf(row).sum()))
+            self.note(step, series_label(key), int(np.isnan(row).sum()),
+                      int(np.isinf(row).sum()))
 
     def note(self, step: int, series: str, nan: int, inf: int) -> None:
         """Keep ``step`` if no earlier step was noted, and write it at once."""

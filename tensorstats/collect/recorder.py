@@ -45,12 +45,12 @@ from . import validate
 from .buffers import BufferPool
 from .convert import to_numpy
 from .layout import (
-    ArrayLayout,
     ScalarSpec,
     TensorSpec,
     new_tensor_layout,
     payload_rows,
     resumed_spec,
+    small_row_layout,
 )
 from .nonfinite import FirstNonfinite
 from .ranks import (
@@ -118,6 +118,9 @@ class Recorder:
     codec
         Compression of tensor chunks: ``"none"`` (default), ``"lz4"`` (Blosc
         LZ4 with bit-shuffle) or ``"zstd"``. See ``docs/benchmarks.md``.
+        Steps of at most 4 KiB (biases, small weights, the moments of
+        subsampled series) are packed uncompressed, many steps per chunk
+        file, each step written in place into its own slot.
     chunk_bytes
         A step of a tensor larger than this is split along its channel axis
         into several chunks (default 16 MiB).
@@ -509,7 +512,7 @@ class Recorder:
         def append() -> None:
             try:
                 series.append(step, payload_rows(row, positions, has_channel))
-                nonfinite.check_row(step, series_label(series.key), row)
+                nonfinite.check_row(step, series.key, row)
             finally:
                 if staged:
                     pool.give(row)
@@ -597,7 +600,7 @@ class Recorder:
                 user_attrs = check_json(series_attrs, f"{where}: attrs")
                 self._ensure_parents(key, kind, probe)
                 lead = (STEP, CHANNEL) if arr.ndim == 2 else (STEP,)
-                layout = ArrayLayout(arr.shape, np.dtype("float64"), (*lead, MOMENT), "none")
+                layout = small_row_layout(arr.shape, np.dtype("float64"), (*lead, MOMENT), "none")
                 meta = {"kind": kind, "layer": layer, "summary": "moments",
                         "channel_axis": 0 if arr.ndim == 2 else None}
                 series = SeriesWriter(self._backend, key,

@@ -206,26 +206,32 @@ def _check_chunks(backend: Backend, key: str, meta: dict[str, Any], rows: int | 
     for index in np.ndindex(*grid):
         ck = chunk_key(key, index, _separator(meta))
         got = _chunk_bytes(backend, ck) if decoder is None else backend.read(ck)
-        step = None
-        if rows is not None and steps is not None and index[0] * chunks[0] < len(steps):
-            step = int(steps[index[0] * chunks[0]])
-        name = key.rsplit("/", 1)[-1]
+        step, held = _steps_held(steps if rows is not None else None, index[0], chunks[0])
+        what = f"{key.rsplit('/', 1)[-1]} chunk {ck.rsplit('/', 1)[-1]}{held}"
         if got is None:
-            problems.append(Problem(label, step, f"{name} chunk {ck.rsplit('/', 1)[-1]} is "
-                                    "missing"))
+            problems.append(Problem(label, step, f"{what} is missing"))
             continue
         size = got if isinstance(got, int) else len(got)
         if decoder is not None:
             try:
                 size = len(decoder(got))
             except Exception as e:  # any decode failure means the bytes are damaged
-                problems.append(Problem(label, step, f"{name} chunk {ck.rsplit('/', 1)[-1]} "
-                                        f"does not decode ({type(e).__name__}: {e})"))
+                problems.append(Problem(label, step,
+                                        f"{what} does not decode ({type(e).__name__}: {e})"))
                 continue
         if size != expected:
-            problems.append(Problem(label, step, f"{name} chunk {ck.rsplit('/', 1)[-1]} holds "
-                                    f"{size} bytes, expected {expected}"))
+            problems.append(Problem(label, step, f"{what} holds {size} bytes, expected {expected}"))
     return problems
+
+
+def _steps_held(steps: np.ndarray | None, chunk: int, per: int) -> tuple[int | None, str]:
+    """The first step label of chunk row ``chunk`` and, when a chunk packs
+    several committed steps, a note naming them all (for the message)."""
+    if steps is None or chunk * per >= len(steps):
+        return None, ""
+    held = steps[chunk * per:(chunk + 1) * per]
+    note = f" (steps {held[0]}-{held[-1]})" if len(held) > 1 else ""
+    return int(held[0]), note
 
 
 def _decoder(names: list[str], meta: dict[str, Any]) -> Any:

@@ -13,7 +13,7 @@ from typing import Any, Final
 import numpy as np
 
 FORMAT_NAME: Final = "tensorstats.run"
-FORMAT_VERSION: Final = "1.2"
+FORMAT_VERSION: Final = "1.3"
 """``MAJOR.MINOR``. Readers accept any minor of a major they know; a minor
 bump only adds optional arrays or attributes."""
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import DamagedStoreError
 from .backend import Backend
 from .format import (
     SEPARATOR,
@@ -122,8 +123,12 @@ class AppendArray:
         chunk_index, offset = divmod(index, self.step_chunk)
         key = self._key((chunk_index, *(0,) * len(self.row_shape)))
         if self._tail is None or self._tail_index != chunk_index:
-            self._tail, self._tail_on_disk = self._load_tail(backend, chunk_index)
-            self._tail_index = chunk_index
+            tail, on_disk = self._load_tail(backend, chunk_index)
+            if offset and not on_disk:  # committed rows of this chunk cannot be read back
+                raise DamagedStoreError(
+                    f"{key} is missing or not {tail.nbytes} bytes, but rows of it are "
+                    f"committed: not writing row {index} over them (ts.check lists the damage)")
+            self._tail, self._tail_on_disk, self._tail_index = tail, on_disk, chunk_index
         self._tail[offset] = row
         slot = memoryview(self._tail[offset:offset + 1]).cast("B")
         if self._tail_on_disk and backend.write_at(key, offset * len(slot), slot):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from ._capture import (
     Capture,
     FeatureCapture,
@@ -36,10 +38,12 @@ def device_moments(t: Any, channel_axis: int | None) -> Any:
 
     Returns a ``(channels, 9)`` float64 tensor (``(1, 9)`` without a channel
     axis), columns as :data:`~tensorstats.kernels.moments.PARTIAL_FIELDS`;
-    rows without a finite value have NaN moments. Two passes in float64:
-    the mean, then the sums of centred powers (never E[x²] - E[x]²). A
-    tensor with no NaN or Inf (the common case) is reduced over its other
-    axes in place, without moving the channel axis or masking.
+    rows without a finite value have NaN moments. A CPU tensor goes through
+    the compiled one-pass kernel of :mod:`tensorstats.kernels.moments` (read
+    in place, GIL released). On other devices, two passes of torch ops in
+    float64: the mean, then the sums of centred powers (never E[x²] -
+    E[x]²); a tensor with no NaN or Inf (the common case) is reduced over its
+    other axes in place, without moving the channel axis or masking.
 
     Examples
     --------
@@ -50,16 +54,41 @@ def device_moments(t: Any, channel_axis: int | None) -> Any:
     >>> device_moments(torch.tensor([[1.0, 2.0, 3.0]]), 0)[0].tolist()
     [3.0, 0.0, 0.0, 2.0, 2.0, 0.0, 2.0, 1.0, 3.0]
     """
-    import torch
 
     x = t.detach()
     if channel_axis is None:
         x, channel_axis = x.reshape(1, -1), 0
     if x.ndim == 1:  # one value per channel (a bias)
         x = x[:, None]
-    if x.numel() and x.shape[channel_axis] and bool(torch.isfinite(x).all()):
-        return _finite_moments(x, channel_axis)
-    return _masked_moments(x, channel_axis)
+    if x.device.type == "cpu" and x.is_floating_point():
+        return _host_moments(x, channel_axis)
+    return torch_moments(x, channel_axis)
+
+
+def torch_moments(x: Any, axis: int) -> Any:
+    """:func:`device_moments` with torch ops (any device; what a GPU tensor takes)."""
+    import torch
+
+    if x.numel() and x.shape[axis] and bool(torch.isfinite(x).all()):
+        return _finite_moments(x, axis)
+    return _masked_moments(x, axis)
+
+
+def _host_moments(x: Any, axis: int) -> Any:
+    """:func:`device_moments` of a CPU tensor: the compiled one-pass kernel of
+    :mod:`tensorstats.kernels.moments` on the tensor's memory (float32 and
+    float64 read in place; half types widened first), GIL released."""
+    import torch
+
+    from ..kernels.moments import PARTIAL_FIELDS, partial_moments
+
+    if x.dtype not in (torch.float32, torch.float64):
+        x = x.to(torch.float32)  # bfloat16 and float16 are exact in float32
+    pooled = tuple(i for i in range(x.ndim) if i != axis)
+    part = partial_moments(x.numpy(), axis=pooled, threads=1)
+    out = torch.from_numpy(np.stack([part[f].astype(np.float64) for f in PARTIAL_FIELDS], 1))
+    out[torch.from_numpy(part["count"] == 0), 3:] = torch.nan  # as the device path
+    return out
 
 
 def _finite_moments(x: Any, axis: int) -> Any:
