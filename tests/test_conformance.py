@@ -19,8 +19,9 @@ def _read(path, key):
     return arr.read().result(), tuple(arr.domain.labels)
 
 
+@pytest.mark.parametrize("chunk_bytes", [100, 16 << 20])  # default: every row here is packed
 @pytest.mark.parametrize("codec", ["none", "lz4", "zstd"])
-def test_tensorstore_reads_every_array(tmp_path, codec):
+def test_tensorstore_reads_every_array(tmp_path, codec, chunk_bytes):
     path = str(tmp_path / "run.zarr")
     rng = np.random.default_rng(0)
     tensors = {
@@ -30,7 +31,7 @@ def test_tensorstore_reads_every_array(tmp_path, codec):
         ("mask", "m"): (rng.random((3, 3)) > 0.5, None),
         ("weight", "f64"): (np.array([[np.nan, np.inf], [-np.inf, 1.0]]), 1),
     }
-    with ts.Recorder(path, codec=codec, chunk_bytes=100) as rec:
+    with ts.Recorder(path, codec=codec, chunk_bytes=chunk_bytes) as rec:
         for s in (0, 7):
             for (kind, layer), (x, ax) in tensors.items():
                 rec.record(kind, layer, x, step=s, channel_axis=ax)
@@ -39,6 +40,9 @@ def test_tensorstore_reads_every_array(tmp_path, codec):
     for (kind, layer), (x, ax) in tensors.items():
         key = f"tensors/{kind}/{ts.store.encode_name(layer)}"
         got, labels = _read(path, f"{key}/tensor")
+        meta = json.load(open(os.path.join(path, key, "tensor", "zarr.json")))
+        if chunk_bytes > 100:  # small rows: many steps per chunk (format 1.3)
+            assert meta["chunk_grid"]["configuration"]["chunk_shape"][0] > 1, layer
         row = np.moveaxis(x, ax, 0) if ax is not None else x
         np.testing.assert_array_equal(got, np.stack([row, row]))
         assert got.dtype == x.dtype
