@@ -85,7 +85,8 @@ def _host_moments(x: Any, axis: int) -> Any:
     if x.dtype not in (torch.float32, torch.float64):
         x = x.to(torch.float32)  # bfloat16 and float16 are exact in float32
     pooled = tuple(i for i in range(x.ndim) if i != axis)
-    part = partial_moments(x.numpy(), axis=pooled, threads=1)
+    # torch's threads wait for this hook: use as many as torch is allowed
+    part = partial_moments(x.numpy(), axis=pooled, threads=torch.get_num_threads())
     out = torch.from_numpy(np.stack([part[f].astype(np.float64) for f in PARTIAL_FIELDS], 1))
     out[torch.from_numpy(part["count"] == 0), 3:] = torch.nan  # as the device path
     return out
