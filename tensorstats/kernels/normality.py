@@ -3,9 +3,10 @@
 :func:`normality_kernel` takes groups on the last axis of a NumPy array and
 returns every result as arrays over the leading axes. Groups are subsampled
 above ``max_samples``, sorted once, split by how many finite values they hold,
-and each size class makes every pass over its values on cache-sized blocks
-(phase one, threaded); what is left per group -- moments from power sums,
-W, p-values -- runs once over all groups (phase two).
+and each size class makes every pass over its values in one compiled kernel
+(:mod:`.normality_fused`) on blocks of groups (phase one, threaded: the sort
+and the kernel release the GIL); what is left per group -- moments from
+power sums, W, p-values -- runs once over all groups (phase two).
 
 This module never imports xarray or dask.
 
@@ -24,15 +25,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
 from . import moment_tests, normal_cdf, shapiro
-from .blocks import BLOCK_VALUES, map_row_blocks, rows_per_block
+from .blocks import map_row_blocks, rows_per_block
 from .choices import check_choices
-from .moments import RAW_SUMS_MAX_OFFSET, power_sums
-from .scratch import scratch
+from .moments import RAW_SUMS_MAX_OFFSET
+from .normality_fused import fused_sums
 from .sorting import sorted_groups
 
 TESTS = ("shapiro", "anderson", "dagostino", "jarque_bera")
@@ -45,50 +45,20 @@ def check_tests(tests: Sequence[str] | str) -> tuple[str, ...]:
     return check_choices(tests, TESTS, argument="tests", kind="normality test")
 
 
-@lru_cache(maxsize=64)
-def _coefficients(n: int) -> np.ndarray:
-    out = shapiro.coefficients(n)[:, None]
-    out.setflags(write=False)
-    return out
-
-
-def _sums(y: np.ndarray, center: np.ndarray | None, tests: tuple[str, ...], order: int,
-          want_cdf: bool, effect_size: bool) -> dict:
-    """The per-value work for sorted finite rows ``y`` (g, n) of one size n >= 3.
+def _sums(y: np.ndarray, rows: np.ndarray, start: np.ndarray, n: int,
+          center: np.ndarray | None, tests: tuple[str, ...], order: int,
+          effect_size: bool) -> dict:
+    """The per-value work for the sorted finite runs ``y[rows, start:start + n]``, n >= 3.
 
     Sums of powers of ``y - center`` (``center`` 0 when None), ``a @ y`` for
-    Shapiro-Wilk, and -- for Anderson-Darling and the KS distance -- the
-    standardized values' normal CDF, reduced to A² and the KS distance.
+    Shapiro-Wilk, and -- for Anderson-Darling and the KS distance -- A² and
+    the KS distance of the standardized values, in one compiled pass (two
+    with the CDF) per row (:func:`~tensorstats.kernels.normality_fused.fused_sums`).
     Everything per group that needs no pass over the values is left to
     :func:`_finish`.
     """
-    n = y.shape[1]
-    out = {"constant": ~(y[:, -1] > y[:, 0])}
-    # Blocks of BLOCK_VALUES: with the sort in between, two threads scale better
-    # over these than over L2-sized pieces (measured).
-    sums = power_sums(y, center, order=order, piece=BLOCK_VALUES,
-                      weights=_coefficients(n) if "shapiro" in tests else None)
-    out.update((k, v) for k, v in sums.items() if k != "weighted")
-    if "shapiro" in tests:
-        out["sax"] = sums["weighted"][:, 0]
-    if not want_cdf:
-        return out
-    mean = out["s1"] / n
-    ss = np.maximum(out["s2"] - mean * out["s1"], 0.0)
-    inv_sd = 1.0 / np.sqrt(np.where(ss > 0, ss, 1.0) / (n - 1))
-    # the values the sums were taken of: y itself (float32 stays float32), or y - center
-    values = y if center is None else np.subtract(
-        y, center[:, None], out=scratch("centered", y.shape, np.float64))
-    if "anderson" not in tests:  # the KS distance alone needs Φ only near its maximum
-        out["ks"] = normal_cdf.ks_distance_pruned(values, mean, inv_sd)
-        return out
-    z = np.multiply(values, inv_sd[:, None], out=scratch("z", y.shape, np.float64))
-    z -= (mean * inv_sd)[:, None]
-    t = normal_cdf.tail_cdf(z, out=scratch("t", y.shape, np.float64))
-    out["a2"] = normal_cdf.anderson_statistic(z, t)
-    if effect_size:
-        out["ks"] = normal_cdf.ks_distance(z, t)
-    return out
+    return fused_sums(y, rows, start, n, center, order=order, shapiro="shapiro" in tests,
+                      anderson="anderson" in tests, ks=effect_size)
 
 
 def _block(x: np.ndarray, keys: np.ndarray | None, tests: tuple[str, ...],
@@ -96,7 +66,6 @@ def _block(x: np.ndarray, keys: np.ndarray | None, tests: tuple[str, ...],
     """Phase one, per block of groups ``x`` (g, N): sort and every pass over values."""
     g, width = x.shape
     order = 4 if effect_size or "dagostino" in tests or "jarque_bera" in tests else 2
-    want_cdf = effect_size or "anderson" in tests
     fields = ["s1", "s2", "s3", "s4", "sax", "a2", "ks"]
     out = {name: np.full(g, np.nan) for name in fields}
     out["constant"] = np.ones(g, bool)
@@ -111,14 +80,30 @@ def _block(x: np.ndarray, keys: np.ndarray | None, tests: tuple[str, ...],
     for n in sizes:
         if n < shapiro.MIN_N:
             continue
-        if n == y.shape[1] and full.all():
-            rows, sub = slice(None), y
-        else:
-            rows = np.flatnonzero(count == n)
-            sub = np.take_along_axis(y[rows], start[rows, None] + np.arange(n), axis=-1)
-        for name, val in _sums(sub, None, tests, order, want_cdf, effect_size).items():
-            out[name][rows] = val
+        every = n == y.shape[1] and full.all()
+        rows = np.arange(g) if every else np.flatnonzero(count == n)
+        res = _sums(y, rows, start[rows], int(n), None, tests, order, effect_size)
+        for name, val in res.items():
+            out[name][slice(None) if every else rows] = val
     return out
+
+
+def _size_classes(n: np.ndarray, shaped: np.ndarray) -> list[tuple[int, slice | np.ndarray]]:
+    """``(size, rows)`` for each size among the shaped groups (a slice when that is all)."""
+    if shaped.all() and (n == n[0]).all():
+        return [(int(n[0]), slice(None))]
+    return [(int(size), np.flatnonzero(shaped & (n == size))) for size in np.unique(n[shaped])]
+
+
+def _moments(raw: dict, nf: np.ndarray, m2: np.ndarray, shaped: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """Skewness g1 and excess kurtosis g2 from the power sums about each row's centre."""
+    d = raw["s1"] / nf
+    m3 = raw["s3"] - d * (3.0 * raw["s2"] - 2.0 * d * raw["s1"])
+    m4 = raw["s4"] - d * (4.0 * raw["s3"] - d * (6.0 * raw["s2"] - 3.0 * d * raw["s1"]))
+    g1 = np.where(shaped, np.sqrt(nf) * m3 / (m2 * np.sqrt(m2)), np.nan)
+    g2 = np.where(shaped, nf * m4 / (m2 * m2) - 3.0, np.nan)
+    return g1, g2
 
 
 def _finish(raw: dict, tests: tuple[str, ...], effect_size: bool) -> dict:
@@ -127,27 +112,19 @@ def _finish(raw: dict, tests: tuple[str, ...], effect_size: bool) -> dict:
     nf = n.astype(np.float64)
     g = n.shape[0]
     with np.errstate(invalid="ignore", divide="ignore"):
-        d = raw["s1"] / nf  # mean of the values minus their row's center
-        m2 = raw["s2"] - d * raw["s1"]
+        m2 = raw["s2"] - raw["s1"] / nf * raw["s1"]
         shaped = (n >= shapiro.MIN_N) & ~raw["constant"] & (m2 > 0)
         m2 = np.where(shaped, m2, 1.0)
         g1 = g2 = np.full(g, np.nan)
         if effect_size or "dagostino" in tests or "jarque_bera" in tests:
-            d2 = d * d
-            m3 = raw["s3"] - 3.0 * d * raw["s2"] + 2.0 * d2 * raw["s1"]
-            m4 = raw["s4"] - 4.0 * d * raw["s3"] + 6.0 * d2 * raw["s2"] - 3.0 * d2 * d2 * nf
-            g1 = np.where(shaped, np.sqrt(nf) * m3 / m2 ** 1.5, np.nan)
-            g2 = np.where(shaped, nf * m4 / (m2 * m2) - 3.0, np.nan)
+            g1, g2 = _moments(raw, nf, m2, shaped)
     stat = np.full((g, len(tests)), np.nan)
     pval = np.full((g, len(tests)), np.nan)
-    sizes = n[shaped]
-    sizes = sizes[:1] if sizes.size and sizes.min() == sizes.max() else np.unique(sizes)
     for j, test in enumerate(tests):
         if test == "shapiro":
-            for size in sizes:
-                rows = np.flatnonzero(shaped & (n == size)) if len(sizes) > 1 else shaped
-                w = shapiro.w_statistic(raw["sax"][rows], m2[rows], int(size))
-                stat[rows, j], pval[rows, j] = shapiro.w_pvalue(w, int(size))
+            for size, rows in _size_classes(n, shaped) if shaped.any() else []:
+                w = shapiro.w_statistic(raw["sax"][rows], m2[rows], size)
+                stat[rows, j], pval[rows, j] = shapiro.w_pvalue(w, size)
         elif test == "anderson":
             stat[:, j] = raw["a2"]
             pval[:, j] = normal_cdf.anderson_pvalue(raw["a2"], nf)
@@ -156,8 +133,9 @@ def _finish(raw: dict, tests: tuple[str, ...], effect_size: bool) -> dict:
                 stat[:, j], pval[:, j] = moment_tests.dagostino(nf, g1, g2)
         else:
             stat[:, j], pval[:, j] = moment_tests.jarque_bera(nf, g1, g2)
-    stat[~shaped] = np.nan
-    pval[~shaped] = np.nan
+    if not shaped.all():
+        stat[~shaped] = np.nan
+        pval[~shaped] = np.nan
     out = {"statistic": stat, "pvalue": pval, "n": n, "nan_count": raw["nan_count"],
            "inf_count": raw["inf_count"]}
     nan = np.full(g, np.nan)
@@ -183,12 +161,11 @@ def _recenter(raw: dict, flat: np.ndarray, keys: np.ndarray | None, tests: tuple
         far = (raw["n"] >= shapiro.MIN_N) & ~raw["constant"] & ~(
             mean * mean * n <= RAW_SUMS_MAX_OFFSET ** 2 * m2)
     order = 4 if effect_size or "dagostino" in tests or "jarque_bera" in tests else 2
-    want_cdf = effect_size or "anderson" in tests
     for row in np.flatnonzero(far):
         k = None if keys is None else keys[row:row + 1]
         y, start, count, _, _ = sorted_groups(flat[row:row + 1], k, max_samples)
-        sub = y[:, start[0]:start[0] + count[0]]
-        res = _sums(sub, mean[row:row + 1], tests, order, want_cdf, effect_size)
+        res = _sums(y, np.zeros(1, np.int64), start, int(count[0]), mean[row:row + 1], tests,
+                    order, effect_size)
         raw["center"][row] = mean[row]
         for name, val in res.items():
             raw[name][row] = val[0]
