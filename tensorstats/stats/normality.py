@@ -55,9 +55,9 @@ def normality(da: xr.DataArray, *, by: By = None, tests: Sequence[str] = ("shapi
         Seed of the subsampling.
     effect_size : bool
         Give the effect sizes ``skew``, ``kurtosis`` and ``ks_distance``
-        (default). ``False`` leaves them out, which saves three passes over
-        the data and one normal CDF per value (the cost of ``ks_distance``)
-        when only a p-value is wanted.
+        (default). ``False`` leaves them out: without Anderson-Darling, that
+        saves the second pass over each sorted group (a normal CDF per value,
+        which ``ks_distance`` needs) and the third and fourth power sums.
 
     Returns
     -------
