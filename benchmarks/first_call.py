@@ -122,11 +122,11 @@ def main() -> None:
         for code, _ in arms.values():  # fill the warm cache; page in the files
             timed(code, base)
         times: dict[str, list[float]] = {name: [] for name in arms}
-        for r in range(args.rounds):
+        for _ in range(args.rounds):
             for name, (code, cache) in arms.items():
                 env = base
                 if cache == "cold":
-                    cold = tmp / f"numba-cold-{r}-{len(times[name])}"
+                    cold = Path(tempfile.mkdtemp(prefix="numba-cold-", dir=tmp))  # new, empty
                     # NUMBA_CACHE_DIR comes first among numba's cache locators
                     env = {**base, "NUMBA_CACHE_DIR": str(cold)}
                 times[name].append(timed(code, env))
