@@ -1,15 +1,18 @@
 """Distances between two samples per group: W1, KS (+ p-value), energy, JS, Hellinger.
 
-Each group's sample and reference are subsampled above ``max_samples``,
-sorted once and merged (a stable sort of two sorted runs is a linear merge).
-From the merged order every metric follows:
+Each group's sample and reference are subsampled above ``max_samples`` and
+sorted once; a compiled kernel (:mod:`~tensorstats.kernels.shift_compiled`,
+numba, GIL released, float32 read as it is) then walks the merge of the two
+sorted runs once per pair and accumulates every requested metric:
 
 * ``wasserstein`` (W1) = ∫ |F - G| and ``energy`` = sqrt(2 ∫ (F - G)²), both
   as :func:`scipy.stats.wasserstein_distance` / :func:`scipy.stats.energy_distance`;
-  with equal sizes W1 is the mean absolute difference of order statistics;
-* ``ks`` = max |F - G| over the pooled values, as :func:`scipy.stats.ks_2samp`,
-  and ``ks_pvalue`` with scipy's methods (``"auto"``: exact up to 10,000
-  values per sample, else Smirnov's asymptotic distribution);
+  with equal sizes and W1 alone, W1 is the mean absolute difference of order
+  statistics (no merge);
+* ``ks`` = max |F - G| over the pooled values, after all tied values, as
+  :func:`scipy.stats.ks_2samp`, and ``ks_pvalue`` with scipy's methods
+  (``"auto"``: exact up to 10,000 values per sample, else Smirnov's
+  asymptotic distribution), computed once per distinct statistic;
 * ``js`` (Jensen-Shannon divergence, bits) and ``hellinger`` on shared
   equal-mass bins: the ``B``-quantiles of the pooled sample, ``B =
   ceil(sqrt(min(n, m)))`` clipped to [2, 128], plus an edge at each sample's
@@ -17,6 +20,9 @@ From the merged order every metric follows:
   give 0 and disjoint supports exactly 1 bit; an edge is placed after all
   values equal to it, so ties never straddle a bin edge (tied or repeated
   edges give empty bins, which contribute nothing).
+
+The NumPy merge path the kernel replaced (:func:`_merge`,
+:func:`_merged_metrics`) stays as the tests' second reference.
 
 Examples
 --------
@@ -166,15 +172,6 @@ def ks_pvalue(d: np.ndarray, n: int, m: int, method: str = "auto") -> np.ndarray
     return out
 
 
-def _equal_size_w1(xs: np.ndarray, rs: np.ndarray) -> np.ndarray:
-    """W1 of equal-size sorted samples: the mean |x_(i) - r_(i)|, in float64."""
-    d = scratch("shift.w1", xs.shape, np.float64)
-    d[...] = xs
-    d -= rs
-    np.abs(d, out=d)
-    return d.sum(axis=-1) / xs.shape[-1]
-
-
 _TAG = np.uint64(1)
 
 
@@ -208,7 +205,12 @@ def _merge(xs: np.ndarray, rs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _merged_metrics(xs: np.ndarray, rs: np.ndarray, metrics: tuple[str, ...]) -> dict:
-    """Every requested metric of sorted finite rows ``xs`` (g, n) and ``rs`` (g, m)."""
+    """Every requested metric of sorted finite rows ``xs`` (g, n) and ``rs`` (g, m), in NumPy.
+
+    The reference the compiled kernel is tested against (no longer on the
+    path of :func:`shift_kernel`): one merge by sorting, then cumulative
+    counts, vectorised over rows of one size.
+    """
     g, n = xs.shape
     m = rs.shape[1]
     total = n + m
@@ -285,37 +287,47 @@ def _block(x: np.ndarray, ref_rows: np.ndarray, keys: np.ndarray | None, referen
         out["n"] = np.zeros(g, np.int64)
         out["n_reference"] = np.zeros(g, np.int64)
         return out
-    xs_all, x0, nx, _, _ = sorted_groups(x, keys, max_samples, name="shift.x")
+    xs, x0, nx, _, _ = sorted_groups(x, keys, max_samples, name="shift.x")
     if "values" in reference:  # one reference group per sample group: sort it here
         rk = None if reference["keys"] is None else reference["keys"][ref_rows]
-        rs_all, r0, nr, _, _ = sorted_groups(reference["values"][ref_rows], rk, max_samples,
-                                             name="shift.r")
-    else:  # shared reference groups, sorted once
-        rs_all = reference["sorted"][ref_rows]
-        r0, nr = reference["start"][ref_rows], reference["count"][ref_rows]
+        rs, r0, nr, _, _ = sorted_groups(reference["values"][ref_rows], rk, max_samples,
+                                         name="shift.r")
+        rows = np.arange(g)
+    else:  # shared reference groups, sorted once, read in place
+        rs, rows = reference["sorted"], np.ascontiguousarray(ref_rows, np.int64)
+        r0, nr = reference["start"][rows], reference["count"][rows]
     out["n"], out["n_reference"] = nx, nr
-    full = (nx == xs_all.shape[1]) & (nr == rs_all.shape[1])
-    if full.all():
-        classes = [(xs_all.shape[1], rs_all.shape[1], slice(None))]
-    else:
-        pairs = np.stack([nx, nr], axis=1)
-        uniq = np.unique(pairs, axis=0)
-        classes = [(int(a), int(b), np.flatnonzero((nx == a) & (nr == b))) for a, b in uniq]
-    for n, m, rows in classes:
-        if n == 0 or m == 0:
-            continue
-        if isinstance(rows, slice):
-            xs, rs = xs_all, rs_all
-        else:
-            xs = np.take_along_axis(xs_all[rows], x0[rows, None] + np.arange(n), axis=-1)
-            rs = np.take_along_axis(rs_all[rows], r0[rows, None] + np.arange(m), axis=-1)
-        if metrics == ("wasserstein",) and n == m:
-            res = {"wasserstein": _equal_size_w1(xs, rs)}
-        else:
-            res = _merged_metrics(xs, rs, metrics)
-        for name, val in res.items():
-            out[name][rows] = val
+    out.update(_compiled_metrics(xs, x0, nx, rs, rows, r0, nr, metrics))
     return out
+
+
+def _compiled_metrics(xs: np.ndarray, x0: np.ndarray, nx: np.ndarray, rs: np.ndarray,
+                      rows: np.ndarray, r0: np.ndarray, nr: np.ndarray,
+                      metrics: tuple[str, ...]) -> dict:
+    """``metrics`` of ``xs[q, x0:x0+nx]`` against ``rs[rows[q], r0:r0+nr]`` (sorted runs).
+
+    One call of the compiled kernel (:mod:`~tensorstats.kernels.shift_compiled`,
+    imported here so that numba is imported on first use only).
+    """
+    from .shift_compiled import COLUMNS, pair_metrics
+
+    vals = np.full((xs.shape[0], len(COLUMNS)), np.nan)
+    walk = bool({"wasserstein", "ks", "energy"} & set(metrics))
+    bins = bool({"js", "hellinger"} & set(metrics))
+    pair_metrics(_floats(xs), _ints(x0), _ints(nx), _floats(rs), _ints(rows), _ints(r0),
+                 _ints(nr), walk, bins, metrics == ("wasserstein",), vals)
+    return {name: vals[:, COLUMNS.index(name)] for name in metrics}
+
+
+def _floats(a: np.ndarray) -> np.ndarray:
+    """``a`` as it is if float32 or float64 (C order), else as float64."""
+    dtype = a.dtype if a.dtype in (np.float32, np.float64) else np.float64
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def _ints(a: np.ndarray) -> np.ndarray:
+    """``a`` as contiguous int64 (one compiled signature for every caller)."""
+    return np.ascontiguousarray(a, dtype=np.int64)
 
 
 def shift_kernel(x: np.ndarray, r: np.ndarray, *,
