@@ -182,3 +182,23 @@ def test_hyp_pieces_merge_to_the_whole(x, cuts):
     merged = moments.finish_moments(moments.merge_moments(pieces))
     for k in whole:
         np.testing.assert_allclose(merged[k], whole[k], rtol=1e-10, atol=1e-10, err_msg=k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_channel_table_matches_the_loop(dtype, axis):
+    """The (channels, 9) table the capture path records, against the brute-force loop."""
+    x = _data(np.random.default_rng(axis), (6, 5, 7), dtype, nonfinite=True)
+    np.moveaxis(x, axis, 0)[1] = np.nan  # a channel without a finite value
+    table = moments.channel_table(x, axis)
+    chans = np.moveaxis(x, axis, 0)
+    assert table.shape == (chans.shape[0], len(moments.PARTIAL_FIELDS))
+    for c in range(chans.shape[0]):
+        ref = _reference(chans[c].ravel())
+        assert table[c, :3].tolist() == [ref["count"], ref["nan_count"], ref["inf_count"]]
+        if ref["count"] == 0:
+            assert np.isnan(table[c, 3:]).all()
+            continue
+        assert table[c, 7] == ref["min"] and table[c, 8] == ref["max"]
+        np.testing.assert_allclose(table[c, 3:7], [ref[k] for k in ("mean", "m2", "m3", "m4")],
+                                   rtol=1e-10, atol=1e-10)

@@ -624,7 +624,9 @@ class Recorder:
                 if nan or inf:
                     self._nonfinite.note(step, label, nan, inf)
 
-            self._submit(append, row.nbytes)
+            # held and queued with the step's other summaries and scalars: the
+            # writer wakes once per batch, not once per series and step
+            self._submit(append, row.nbytes, batch=True)
 
     def _step_spec(self, key: str) -> ScalarSpec | None:
         """The spec of a scalar or summary series: this writer's, or one it resumes."""

@@ -12,7 +12,7 @@ SCALAR_BATCH = 64
 class Submitter:
     """Runs write tasks synchronously, or queues them for a :class:`BackgroundWriter`.
 
-    Asynchronously, ``batch=True`` tasks (scalars: tiny and frequent) are held
+    Asynchronously, ``batch=True`` tasks (scalars, summaries: small and frequent) are held
     back and queued together, up to :data:`SCALAR_BATCH` at a time or before
     the next other task, :meth:`flush` or :meth:`close`, so the writer thread
     wakes once per batch instead of once per training step. Not thread-safe:
@@ -23,6 +23,7 @@ class Submitter:
         self.max_pending_bytes = max_pending_bytes
         self.writer: BackgroundWriter | None = None
         self._held: list[Callable[[], None]] = []
+        self._held_bytes = 0
 
     @property
     def pending_bytes(self) -> int:
@@ -40,6 +41,7 @@ class Submitter:
             return
         if batch:
             self._held.append(task)
+            self._held_bytes += max(nbytes, 8)
             if len(self._held) < SCALAR_BATCH:
                 return
         self.release_held()
@@ -50,12 +52,13 @@ class Submitter:
         """Queue the held-back batch tasks."""
         if self._held and self.writer is not None:
             tasks, self._held = self._held, []
+            nbytes, self._held_bytes = self._held_bytes, 0
 
             def run_all() -> None:
                 for t in tasks:
                     t()
 
-            self.writer.submit(run_all, 8 * len(tasks))
+            self.writer.submit(run_all, nbytes)
 
     def wait(self) -> Callable[[], None] | None:
         """Queue held tasks; return the writer's flush (call it outside the lock), if any."""

@@ -219,8 +219,11 @@ COMPILED_MIN_VALUES_PER_THREAD = 1 << 18
 """Below this many values per thread, one thread does all the groups."""
 
 
-def _kernel_partials(x: np.ndarray, nkept: int, threads: int | None) -> Partial:
-    """Partials of the groups on ``x``'s first ``nkept`` axes (values on the rest)."""
+def _run_kernel(x: np.ndarray, nkept: int, threads: int | None
+                ) -> tuple[np.ndarray, np.ndarray, np.dtype]:
+    """The kernel's raw output for the groups on ``x``'s first ``nkept`` axes:
+    ``ints`` (count, NaN, Inf, min key, max key), ``floats`` (mean, m2-m4) and
+    the dtype the keys are of."""
     from .moments_compiled import partials
 
     if x.dtype not in (np.float32, np.float64):
@@ -243,12 +246,45 @@ def _kernel_partials(x: np.ndarray, nkept: int, threads: int | None) -> Partial:
         cuts = np.linspace(0, groups, workers + 1).astype(int)
         map_threads(lambda k: partials(base, bits, dims, cuts[k], cuts[k + 1], ints, floats,
                                        offset2), range(workers), workers)
+    return ints, floats, base.dtype
+
+
+def _kernel_partials(x: np.ndarray, nkept: int, threads: int | None) -> Partial:
+    """Partials of the groups on ``x``'s first ``nkept`` axes (values on the rest)."""
+    lead = x.shape[:nkept]
+    ints, floats, dtype = _run_kernel(x, nkept, threads)
     out = {"count": ints[:, 0], "nan_count": ints[:, 1], "inf_count": ints[:, 2]}
     out.update(zip(("mean", "m2", "m3", "m4"), floats.T, strict=True))
     empty = out["count"] == 0
-    out["min"] = np.where(empty, np.inf, key_values(ints[:, 3], base.dtype))
-    out["max"] = np.where(empty, -np.inf, key_values(ints[:, 4], base.dtype))
+    out["min"] = np.where(empty, np.inf, key_values(ints[:, 3], dtype))
+    out["max"] = np.where(empty, -np.inf, key_values(ints[:, 4], dtype))
     return {k: np.ascontiguousarray(v).reshape(lead) for k, v in out.items()}
+
+
+def channel_table(x: np.ndarray, channel_axis: int, *, threads: int | None = 1) -> np.ndarray:
+    """Partial moments of each channel as one ``(channels, 9)`` float64 table.
+
+    Columns in :data:`PARTIAL_FIELDS` order; channels without a finite value
+    have NaN in every column after the counts (the layout of a stored
+    ``moments`` row and of a summary). The same numbers as
+    :func:`partial_moments` over every other axis, with less per-call work,
+    for the capture path that calls it for every tensor at every step.
+
+    Examples
+    --------
+    >>> t = channel_table(np.array([[1.0, 2.0, 3.0], [np.nan, 5.0, 5.0]]), 0)
+    >>> t[:, :5].tolist()
+    [[3.0, 0.0, 0.0, 2.0, 2.0], [2.0, 1.0, 0.0, 5.0, 0.0]]
+    """
+    x = np.moveaxis(np.asarray(x), channel_axis, 0)
+    ints, floats, dtype = _run_kernel(x, 1, threads)
+    out = np.empty((len(ints), len(PARTIAL_FIELDS)))
+    out[:, :3] = ints[:, :3]
+    out[:, 3:7] = floats
+    out[:, 7] = key_values(ints[:, 3], dtype)
+    out[:, 8] = key_values(ints[:, 4], dtype)
+    out[ints[:, 0] == 0, 3:] = np.nan
+    return out
 
 
 def key_values(keys: np.ndarray, dtype: np.dtype) -> np.ndarray:

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
+from ..kernels.moments import channel_table
 from ._capture import (
     Capture,
     FeatureCapture,
@@ -80,16 +79,10 @@ def _host_moments(x: Any, axis: int) -> Any:
     float64 read in place; half types widened first), GIL released."""
     import torch
 
-    from ..kernels.moments import PARTIAL_FIELDS, partial_moments
-
     if x.dtype not in (torch.float32, torch.float64):
         x = x.to(torch.float32)  # bfloat16 and float16 are exact in float32
-    pooled = tuple(i for i in range(x.ndim) if i != axis)
     # torch's threads wait for this hook: use as many as torch is allowed
-    part = partial_moments(x.numpy(), axis=pooled, threads=torch.get_num_threads())
-    out = torch.from_numpy(np.stack([part[f].astype(np.float64) for f in PARTIAL_FIELDS], 1))
-    out[torch.from_numpy(part["count"] == 0), 3:] = torch.nan  # as the device path
-    return out
+    return torch.from_numpy(channel_table(x.numpy(), axis, threads=torch.get_num_threads()))
 
 
 def _finite_moments(x: Any, axis: int) -> Any:

@@ -65,6 +65,7 @@ class Watcher(Probes):
         if recorder.rank not in (None, 0) and not self.shards:
             # rank 0 records the shared kinds for every rank
             captured = tuple(k for k in self.kinds if k not in recorder.shared_kinds)
+        self.summarize = summarize
         table = summary_handlers() if summarize else HANDLERS
         self.handlers: list[Capture] = [cls(self) for cls in
                                         dict.fromkeys(table[k] for k in captured)]
@@ -124,7 +125,9 @@ class Watcher(Probes):
         if self._passes == 1:
             # The previous logged step's tensors must be written before their
             # buffers are refilled; usually they are long done and this is free.
-            self.recorder.flush()
+            # Summaries reuse no buffer: waiting at every step would only stall.
+            if not self.summarize:
+                self.recorder.flush()
             for h in self._handlers("pass_start"):
                 h.pass_start()
 
