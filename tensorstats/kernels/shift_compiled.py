@@ -110,6 +110,16 @@ def _both_sides(x, r):
 
 
 @_jit
+def _last_merged(x, r, i, j):
+    """The largest of the first ``i`` values of ``x`` and ``j`` of ``r`` (i + j > 0)."""
+    if i == 0:
+        return np.float64(r[j - 1])
+    if j == 0:
+        return np.float64(x[i - 1])
+    return max(np.float64(x[i - 1]), np.float64(r[j - 1]))
+
+
+@_jit
 def _start(x, r, p):
     """State of a walk starting at pooled position ``p``: (i, j, d, previous value)."""
     n, m = x.size, r.size
@@ -117,12 +127,8 @@ def _start(x, r, p):
     j = p - i
     if i == 0 and j == 0:
         prev = min(np.float64(x[0]), np.float64(r[0]))  # any finite value: d is 0
-    elif i == 0:
-        prev = np.float64(r[j - 1])
-    elif j == 0:
-        prev = np.float64(x[i - 1])
     else:
-        prev = max(np.float64(x[i - 1]), np.float64(r[j - 1]))
+        prev = _last_merged(x, r, i, j)
     return i, j, np.float64(i * m - j * n), prev
 
 
@@ -233,12 +239,7 @@ def _quantile_edges(x, r, cx, cr):
         p = (k * total) // b  # the first p pooled values end at this edge's value
         i = _corank(x, r, p, max(i, p - m), min(n, p - j))
         j = p - i
-        if i == 0:
-            v = np.float64(r[j - 1])
-        elif j == 0:
-            v = np.float64(x[i - 1])
-        else:
-            v = max(np.float64(x[i - 1]), np.float64(r[j - 1]))
+        v = _last_merged(x, r, i, j)
         cx[k - 1] = _count_le(x, v, i)
         cr[k - 1] = _count_le(r, v, j)
     return b - 1
