@@ -161,12 +161,27 @@ def test_reference_is_informative(run, lazy, threaded):
             assert np.isfinite(values.values.astype(np.float64)).any(), (name, var)
 
 
+def assert_same(got: xr.Dataset, expected: xr.Dataset, name: str) -> None:
+    """Bit-identical, except the normality tests' floats: numba's build of that
+    kernel in a process that compiles it (cold cache) and the build another
+    process loads from the cache reassociate its vectorised sums differently,
+    so two processes may differ in the last bits (measured: <= 4e-16 relative)."""
+    if not name.startswith("normality"):
+        xr.testing.assert_identical(got, expected)
+        return
+    xr.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+    for var in got.data_vars:  # the counts and everything else exactly
+        if got[var].dtype.kind != "f":
+            xr.testing.assert_identical(got[var], expected[var])
+    assert got.attrs == expected.attrs
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_distributed_matches_threads(client, lazy, threaded, name):
-    """Bit-identical results, computed on the cluster's worker processes."""
+    """Bit-identical results (normality: to 1e-12), computed on the cluster's workers."""
     with distributed.get_task_stream(client) as tasks:
         got = lazy[name].compute(scheduler=client)
-    xr.testing.assert_identical(got, threaded[name])
+    assert_same(got, threaded[name], name)
     workers = {t["worker"] for t in tasks.data}
     assert workers and workers <= set(client.scheduler_info()["workers"])
 
@@ -216,4 +231,4 @@ def test_persist_everything_at_once(client, lazy, threaded):
     them all on the cluster, then gather each Dataset."""
     (persisted,) = dask.persist(lazy, scheduler=client)
     for name, ds in persisted.items():
-        xr.testing.assert_identical(ds.compute(scheduler=client), threaded[name])
+        assert_same(ds.compute(scheduler=client), threaded[name], name)
