@@ -6,6 +6,7 @@ loops (one group at a time) for the vectorized paths.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -252,6 +253,32 @@ def test_long_rows_on_two_threads(monkeypatch, offset):
         np.testing.assert_allclose(out["var"][r], v.var(), rtol=1e-12)
         np.testing.assert_allclose(out["skew"][r], st.skew(v), rtol=1e-9, atol=1e-9)
         np.testing.assert_allclose(out["kurtosis"][r], st.kurtosis(v), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("piece", [1 << 15, 16, 120])  # whole rows; pieces of a row; 2 rows
+def test_power_sums_match_a_loop(monkeypatch, piece):
+    monkeypatch.setattr(moments, "SUMS_BLOCK_VALUES", piece)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((7, 50), dtype=np.float32)
+    shift = rng.normal(size=7)
+    w = rng.normal(size=(50, 2))
+    got = moments.power_sums(x, shift, weights=w, extremes=True)
+    got2 = moments.power_sums(x, shift, order=2)
+    for r in range(7):
+        y = x[r].astype(np.float64) - shift[r]
+        for k in range(4):
+            ref = math.fsum(y ** (k + 1))
+            assert got[f"s{k + 1}"][r] == pytest.approx(ref, rel=1e-13, abs=1e-12)
+            if k < 2:
+                assert got2[f"s{k + 1}"][r] == pytest.approx(ref, rel=1e-13, abs=1e-12)
+        for j in range(2):
+            ref = math.fsum(y * w[:, j])
+            assert got["weighted"][r, j] == pytest.approx(ref, rel=1e-12, abs=1e-12)
+        assert got["min"][r] == x[r].min() and got["max"][r] == x[r].max()
+    assert "s3" not in got2 and "weighted" not in got2
+    empty = moments.power_sums(np.zeros((3, 0)), extremes=True)  # no values: sums 0
+    assert empty["s4"].tolist() == [0.0] * 3 and np.isposinf(empty["min"]).all()
+    assert moments.power_sums(np.zeros((0, 5)), order=2)["s2"].shape == (0,)
 
 
 def test_moments_of_integers_bools_and_float16():

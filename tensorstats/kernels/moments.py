@@ -1,4 +1,4 @@
-"""Streaming moments of groups: partials, an associative merge, a finish.
+"""Streaming moments over the last axis: partials, an associative merge, a finish.
 
 A *partial* is a dict of arrays describing the finite values of each group:
 ``count``, ``nan_count``, ``inf_count``, ``mean``, ``m2``, ``m3``, ``m4`` (sums
@@ -8,9 +8,7 @@ formulas of Chan et al. and Pébay, generalised to many pieces at once, so a
 group larger than memory streams through chunk by chunk. Everything is float64
 and centred; nothing ever forms E[x²] − E[x]².
 
-Partials come from one compiled pass per group
-(:mod:`~tensorstats.kernels.moments_compiled`, imported on first use). This
-module never imports xarray or dask.
+This module never imports xarray or dask.
 
 Examples
 --------
@@ -31,10 +29,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 
 import numpy as np
 
 from .blocks import map_threads
+from .scratch import scratch
 
 PARTIAL_FIELDS = ("count", "nan_count", "inf_count", "mean", "m2", "m3", "m4", "min", "max")
 """Keys of a partial, in the order the collector stores them in a ``moments`` row:
@@ -55,6 +55,128 @@ sums about the shift directly; others are summed again about their mean.
 Rounding then costs at most ~1e4 ulp in the fourth central moment."""
 
 
+
+
+@lru_cache(maxsize=32)
+def _ones(n: int) -> np.ndarray:
+    out = np.ones(n)
+    out.setflags(write=False)
+    return out
+
+
+SUMS_MAX_WIDTH = 1 << 13
+"""Longest row piece handed to one BLAS call. OpenBLAS starts threads of its own
+for longer vectors; with two dask threads each calling it, they oversubscribed
+the cores: 29-38 ns per value instead of 1.7-2.0 for rows of 16K-1M values
+(``benchmarks/scaling.py``, tensor-size axis)."""
+
+SUMS_BLOCK_VALUES = 1 << 15
+"""Values per piece of :func:`power_sums`: two float64 temporaries of 256 KiB
+stay in a core's L2 cache, where each pass runs 2-3x faster than over 2 MiB
+pieces on the development VM."""
+
+
+def power_sums(x: np.ndarray, shift: np.ndarray | None = None, *, order: int = 4,
+               weights: np.ndarray | None = None, extremes: bool = False,
+               piece: int | None = None) -> dict[str, np.ndarray]:
+    """Sums of powers of ``x - shift`` along each row, in float64 (NumPy and BLAS).
+
+    The compiled kernels no longer use it; it is the independent NumPy path
+    the fused normality kernel is tested against (``tests/test_normality_fused.py``).
+
+    The rows are cast to float64 in L2-sized pieces (:data:`SUMS_BLOCK_VALUES`
+    values by default) and reduced with BLAS matrix-vector and dot products while the piece is in
+    cache; long rows are cut into pieces whose sums add up. The square of a
+    float32 value is exact in float64. Non-finite values propagate.
+
+    Parameters
+    ----------
+    x : ndarray, shape (g, n)
+        Any real dtype.
+    shift : ndarray, shape (g,), optional
+        Subtracted from each row first (in float64).
+    order : {2, 4}
+        Highest power.
+    weights : ndarray, shape (n, k), optional
+        Also give the weighted sums ``y @ weights`` (Shapiro-Wilk's ``a @ y``).
+    extremes : bool
+        Also give each row's min and max of ``x``.
+    piece : int, optional
+        Values per piece (default :data:`SUMS_BLOCK_VALUES`).
+
+    Returns
+    -------
+    dict of ndarray
+        ``s1`` ... ``s<order>`` (g,) with ``y = x - shift``; ``weighted`` (g, k)
+        with ``weights``; ``min`` and ``max`` with ``extremes``.
+
+    Examples
+    --------
+    >>> s = power_sums(np.array([[1.0, 2.0], [0.5, -1.0]]))
+    >>> [s[k].tolist() for k in ("s1", "s2", "s3", "s4")]
+    [[3.0, -0.5], [5.0, 1.25], [9.0, -0.875], [17.0, 1.0625]]
+    """
+    if order not in (2, 4):
+        raise ValueError(f"order must be 2 or 4, got {order}")
+    g, n = x.shape
+    k = 0 if weights is None else weights.shape[1]
+    # one (g, 1 + k) array for the matrix-vector products: column 0 is Σy
+    linear = np.zeros((g, 1 + k))
+    powers = np.zeros((order - 1, g))  # Σy², then Σy³, Σy⁴
+    lo, hi = np.full(g, np.inf), np.full(g, -np.inf)
+    piece = SUMS_BLOCK_VALUES if piece is None else piece
+    width = max(1, min(n, piece, SUMS_MAX_WIDTH))
+    rows = max(1, piece // width)
+    y_buf = scratch("power_sums.y", (rows, width), np.float64)
+    y2_buf = scratch("power_sums.y2", (rows, width), np.float64) if order == 4 else None
+    for c0 in range(0, n, width):
+        c1 = min(c0 + width, n)
+        matrix = _ones(c1 - c0)[:, None] if weights is None else np.column_stack(
+            [_ones(c1 - c0), weights[c0:c1]])
+        piece_out = np.empty((g, 1 + k)) if c0 else linear
+        piece_powers = np.empty_like(powers) if c0 else powers
+        for r0 in range(0, g, rows):
+            r1 = min(r0 + rows, g)
+            block = x[r0:r1, c0:c1]
+            y = y_buf[:r1 - r0, :c1 - c0]
+            y[...] = block
+            if extremes:
+                np.minimum(lo[r0:r1], block.min(axis=-1), out=lo[r0:r1])
+                np.maximum(hi[r0:r1], block.max(axis=-1), out=hi[r0:r1])
+            if shift is not None:
+                y -= shift[r0:r1, None]
+            np.matmul(y, matrix, out=piece_out[r0:r1])
+            if order == 2:
+                np.vecdot(y, y, out=piece_powers[0, r0:r1])
+            else:
+                y2 = np.multiply(y, y, out=y2_buf[:r1 - r0, :c1 - c0])
+                np.matmul(y2, _ones(c1 - c0), out=piece_powers[0, r0:r1])
+                np.vecdot(y, y2, out=piece_powers[1, r0:r1])
+                np.vecdot(y2, y2, out=piece_powers[2, r0:r1])
+        if c0:
+            linear += piece_out
+            powers += piece_powers
+    out = {"s1": linear[:, 0], **{f"s{p + 2}": powers[p] for p in range(order - 1)}}
+    if weights is not None:
+        out["weighted"] = linear[:, 1:]
+    if extremes:
+        out["min"], out["max"] = lo, hi
+    return out
+
+
+def _from_power_sums(n: int | np.ndarray, s1, s2, s3, s4) -> tuple[np.ndarray, ...]:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.divide(s1, n, out=np.zeros(np.shape(s1)), where=np.asarray(n) > 0)
+    mu2 = mean * mean
+    m2 = np.maximum(s2 - mean * s1, 0.0)
+    m3 = s3 - 3.0 * mean * s2 + 2.0 * mu2 * s1
+    m4 = s4 - 4.0 * mean * s3 + 6.0 * mu2 * s2 - 3.0 * mu2 * mean * s1
+    return mean, m2, m3, np.maximum(m4, 0.0)
+
+
+def _central(n: int | np.ndarray, sums: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Mean and central sums m2-m4 from the power sums of :func:`power_sums`."""
+    return _from_power_sums(n, sums["s1"], sums["s2"], sums["s3"], sums["s4"])
 
 
 def _merged_dims(shape: tuple[int, ...], strides: tuple[int, ...]) -> list[tuple[int, int]]:
