@@ -198,7 +198,8 @@ def _strided_layout(x: np.ndarray, nkept: int) -> tuple[np.ndarray, np.ndarray, 
     """The compiled kernel's view of ``x``: groups on its first ``nkept`` axes.
 
     Returns ``(base, layout, groups)`` -- a 1-D array spanning ``x``'s memory,
-    ``(G, O, I, sa, sg, so, si)`` in elements, and the number of groups -- or
+    ``(G, O, I, sa, sg, so)`` in elements (each group's ``I`` innermost values
+    contiguous), and the number of groups -- or
     None when the groups need more than two strided axes, or the values more
     than two, or the innermost values are not contiguous, or a stride is
     negative or not a whole number of elements.
@@ -212,10 +213,10 @@ def _strided_layout(x: np.ndarray, nkept: int) -> tuple[np.ndarray, np.ndarray, 
     if len(kept) > 2 or len(pooled) > 2 or (pooled and pooled[-1][1] != 1):
         return None  # strided innermost values: a copy reads them faster than a gather
     (a, sa), (g, sg) = [(1, 0)] * (2 - len(kept)) + kept
-    (o, so), (i, si) = [(1, 0)] * (2 - len(pooled)) + pooled
+    (o, so), (i, _) = [(1, 0)] * (2 - len(pooled)) + pooled  # innermost stride: 1
     span = 1 + sum((n - 1) * s for n, s in (kept + pooled))
     base = np.lib.stride_tricks.as_strided(x, shape=(span,), strides=(size,))
-    return base, np.array([g, o, i, sa, sg, so, si], np.int64), a * g
+    return base, np.array([g, o, i, sa, sg, so], np.int64), a * g
 
 
 COMPILED_MIN_VALUES_PER_THREAD = 1 << 18

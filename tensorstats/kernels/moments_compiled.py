@@ -15,7 +15,8 @@ full precision. A group holding NaN or Inf is summed again with a test per
 value (the fast pass has none; its sums show the non-finite value).
 
 The layout: groups are ``(A, G)`` and each group's values ``(O, I)``, with
-strides in elements, over a 1-D buffer that spans the view. The Python side
+strides in elements (``I`` values contiguous), over a 1-D buffer that spans
+the view. The Python side
 (:mod:`~tensorstats.kernels.moments`) finds such a view without copying where
 the strides allow. This module imports numba; it is imported on first use
 only, and the kernel is compiled then or loaded from numba's on-disk cache.
@@ -34,18 +35,18 @@ _jit = numba.njit(nogil=True, cache=True, fastmath={"reassoc", "contract", "nsz"
 
 
 @_jit
-def _first_finite(base, r0, O, I, so, si):  # noqa: E741 (layout names)
+def _first_finite(base, r0, O, I, so):  # noqa: E741 (layout names)
     for o in range(O):
         r = r0 + o * so
         for i in range(I):
-            v = np.float64(base[r + i * si])
+            v = np.float64(base[r + i])
             if math.isfinite(v):
                 return v
     return 0.0
 
 
 @_jit
-def _fast_sums(base, bits, sign, low, r0, O, I, so, si, k):  # noqa: E741
+def _fast_sums(base, bits, sign, low, r0, O, I, so, k):  # noqa: E741
     """Σ(x-k)^p, p = 1..4, and the order keys of the min and max; no test per value.
 
     The min and max are taken over integer keys of the values' bits: the
@@ -58,38 +59,24 @@ def _fast_sums(base, bits, sign, low, r0, O, I, so, si, k):  # noqa: E741
     lo = hi = bits[r0] ^ ((bits[r0] >> sign) & low)
     for o in range(O):
         r = r0 + o * so
-        if si == 1:  # slices: indices known non-negative, so the loop vectorises
-            row = base[r:r + I]
-            row_bits = bits[r:r + I]
-            for i in range(I):
-                v = np.float64(row[i]) - k
-                v2 = v * v
-                s1 += v
-                s2 += v2
-                s3 += v2 * v
-                s4 += v2 * v2
-                b = row_bits[i]
-                key = b ^ ((b >> sign) & low)
-                lo = min(lo, key)
-                hi = max(hi, key)
-        else:
-            for i in range(I):
-                j = np.uint64(r + i * si)  # unsigned: no negative-index wraparound
-                v = np.float64(base[j]) - k
-                v2 = v * v
-                s1 += v
-                s2 += v2
-                s3 += v2 * v
-                s4 += v2 * v2
-                b = bits[j]
-                key = b ^ ((b >> sign) & low)
-                lo = min(lo, key)
-                hi = max(hi, key)
+        row = base[r:r + I]  # slices: indices known non-negative, so the loop vectorises
+        row_bits = bits[r:r + I]
+        for i in range(I):
+            v = np.float64(row[i]) - k
+            v2 = v * v
+            s1 += v
+            s2 += v2
+            s3 += v2 * v
+            s4 += v2 * v2
+            b = row_bits[i]
+            key = b ^ ((b >> sign) & low)
+            lo = min(lo, key)
+            hi = max(hi, key)
     return s1, s2, s3, s4, lo, hi
 
 
 @_jit
-def _masked_sums(base, bits, sign, low, r0, O, I, so, si, k):  # noqa: E741
+def _masked_sums(base, bits, sign, low, r0, O, I, so, k):  # noqa: E741
     """As :func:`_fast_sums` over the finite values only, with their count and the NaNs'."""
     s1 = s2 = s3 = s4 = 0.0
     lo = low  # the largest key; ~low the smallest
@@ -98,7 +85,7 @@ def _masked_sums(base, bits, sign, low, r0, O, I, so, si, k):  # noqa: E741
     for o in range(O):
         r = r0 + o * so
         for i in range(I):
-            x = np.float64(base[r + i * si])
+            x = np.float64(base[r + i])
             if math.isfinite(x):
                 v = x - k
                 v2 = v * v
@@ -106,7 +93,7 @@ def _masked_sums(base, bits, sign, low, r0, O, I, so, si, k):  # noqa: E741
                 s2 += v2
                 s3 += v2 * v
                 s4 += v2 * v2
-                b = bits[r + i * si]
+                b = bits[r + i]
                 key = b ^ ((b >> sign) & low)
                 lo = min(lo, key)
                 hi = max(hi, key)
@@ -130,27 +117,27 @@ def _central(n, s1, s2, s3, s4):
 
 
 @_jit
-def _group(base, bits, sign, low, r0, O, I, so, si, ints, q, floats, max_offset2):  # noqa: E741
+def _group(base, bits, sign, low, r0, O, I, so, ints, q, floats, max_offset2):  # noqa: E741
     total = O * I
     k = np.float64(base[r0])
-    s1, s2, s3, s4, lo, hi = _fast_sums(base, bits, sign, low, r0, O, I, so, si, k)
+    s1, s2, s3, s4, lo, hi = _fast_sums(base, bits, sign, low, r0, O, I, so, k)
     clean = math.isfinite(s1) and math.isfinite(s2) and math.isfinite(s3) and math.isfinite(s4)
     n = total
     nan = 0
     if not clean:
-        k = _first_finite(base, r0, O, I, so, si)
-        s1, s2, s3, s4, lo, hi, n, nan = _masked_sums(base, bits, sign, low, r0, O, I, so, si, k)
+        k = _first_finite(base, r0, O, I, so)
+        s1, s2, s3, s4, lo, hi, n, nan = _masked_sums(base, bits, sign, low, r0, O, I, so, k)
     d, m2, m3, m4 = _central(n, s1, s2, s3, s4)
     if n > 0 and lo == hi:  # constant (same bits): exact whatever the shift
         d, m2, m3, m4 = 0.0, 0.0, 0.0, 0.0
-        k = np.float64(base[r0]) if clean else _first_finite(base, r0, O, I, so, si)
+        k = np.float64(base[r0]) if clean else _first_finite(base, r0, O, I, so)
     elif n > 0 and not d * d * n <= max_offset2 * m2:
         k = k + d
         if clean:
-            s1, s2, s3, s4, lo, hi = _fast_sums(base, bits, sign, low, r0, O, I, so, si, k)
+            s1, s2, s3, s4, lo, hi = _fast_sums(base, bits, sign, low, r0, O, I, so, k)
         else:
             s1, s2, s3, s4, lo, hi, n, nan = _masked_sums(base, bits, sign, low, r0, O, I, so,
-                                                          si, k)
+                                                          k)
         d, m2, m3, m4 = _central(n, s1, s2, s3, s4)
     ints[q, 0] = n
     ints[q, 1] = nan
@@ -168,18 +155,18 @@ def partials(base, bits, layout, q0, q1, ints, floats, max_offset2):
     """Groups q0..q1 (flat over (A, G)) of the view described by ``layout``.
 
     ``base`` is the float32 or float64 buffer, ``bits`` the same memory as
-    integers of its size; ``layout`` = (G, O, I, sa, sg, so, si): sizes and
-    element strides. Writes count, NaN count, Inf count and the min and max
-    keys to ``ints[q]``, and the mean and m2-m4 to ``floats[q]``.
+    integers of its size; ``layout`` = (G, O, I, sa, sg, so): sizes and
+    element strides (each group's innermost ``I`` values are contiguous).
+    Writes count, NaN count, Inf count and the min and max keys to
+    ``ints[q]``, and the mean and m2-m4 to ``floats[q]``.
     """
     sign = bits.itemsize * 8 - 1
     low = (np.int64(1) << sign) - 1
-    G, O, I, sa, sg, so, si = (layout[0], layout[1], layout[2], layout[3],  # noqa: E741
-                               layout[4], layout[5], layout[6])
+    G, O, I, sa, sg, so = (layout[0], layout[1], layout[2], layout[3],  # noqa: E741
+                           layout[4], layout[5])
     for q in range(q0, q1):
         a = q // G
         g = q - a * G
-        _group(base, bits, sign, low, a * sa + g * sg, O, I, so, si, ints, q, floats,
-               max_offset2)
+        _group(base, bits, sign, low, a * sa + g * sg, O, I, so, ints, q, floats, max_offset2)
 
 
