@@ -65,6 +65,18 @@ def anderson_statistic(z: np.ndarray, t: np.ndarray) -> np.ndarray:
     return -n - s
 
 
+_AD_BOUNDS = np.array([0.2, 0.34, 0.6])
+"""Where the fits of :func:`anderson_pvalue` change (A²* below the first: fit 0)."""
+_AD_LAST = 13.0
+"""Above this A²*, p is 0 (the last fit stops being monotone)."""
+_AD_FITS = np.array([[-13.436, 101.14, -223.73],   # p = 1 - exp(.)
+                     [-8.318, 42.796, -59.938],    # p = 1 - exp(.)
+                     [0.9177, -4.279, -1.38],      # p = exp(.)
+                     [1.2937, -5.709, 0.0186],     # p = exp(.)
+                     [0.0, 0.0, 0.0]])             # p = 0
+"""Coefficients (1, A²*, A²*²) of the exponent of each fit (statsmodels' ``normal_ad``)."""
+
+
 def anderson_pvalue(a2: np.ndarray, n: int | np.ndarray) -> np.ndarray:
     """p-value of A² with estimated parameters (Stephens; D'Agostino & Stephens 1986).
 
@@ -74,13 +86,14 @@ def anderson_pvalue(a2: np.ndarray, n: int | np.ndarray) -> np.ndarray:
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         a = np.asarray(a2, dtype=np.float64) * (1.0 + 0.75 / n + 2.25 / np.square(n))
-        p = np.select(
-            [a < 0.2, a < 0.34, a < 0.6, a <= 13.0],
-            [1.0 - np.exp(-13.436 + 101.14 * a - 223.73 * a * a),
-             1.0 - np.exp(-8.318 + 42.796 * a - 59.938 * a * a),
-             np.exp(0.9177 - 4.279 * a - 1.38 * a * a),
-             np.exp(1.2937 - 5.709 * a + 0.0186 * a * a)],
-            default=0.0)
+        # One exp per value: each value's fit picked first (np.select over the
+        # four fits evaluated them all).
+        fit = np.asarray(np.searchsorted(_AD_BOUNDS, a, side="right"))
+        fit[~(a <= _AD_LAST)] = len(_AD_FITS) - 1
+        c0, c1, c2 = (np.take(_AD_FITS[:, j], fit) for j in range(3))  # 1-d takes: fast
+        e = np.exp(c0 + a * (c1 + a * c2))
+        p = np.where(fit < 2, 1.0 - e, e)
+        p[fit == len(_AD_FITS) - 1] = 0.0
     return np.where(np.isnan(a), np.nan, p)
 
 

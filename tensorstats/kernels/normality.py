@@ -37,6 +37,10 @@ from .sorting import sorted_groups
 
 TESTS = ("shapiro", "anderson", "dagostino", "jarque_bera")
 """Test names :func:`normality_kernel` accepts."""
+BLOCK_VALUES = 1 << 19
+"""Values per block of groups: twice :data:`.blocks.BLOCK_VALUES`, as the compiled
+passes keep no float64 temporaries of a whole block (5-10% faster than 2**18
+and 2**20 for 20,000 groups of 256 values on the development VM)."""
 
 
 
@@ -217,7 +221,7 @@ def normality_kernel(x: np.ndarray, *, tests: Sequence[str] = ("shapiro", "ander
     # Blocks are sized by the values read, not those kept: subsampling holds a
     # draw per value, so wide groups go a few rows at a time.
     raw = map_row_blocks(lambda block, k: _block(block, k, tests, max_samples, effect_size),
-                         flat, keys, rows=rows_per_block(width), threads=threads)
+                         flat, keys, rows=rows_per_block(width, BLOCK_VALUES), threads=threads)
     _recenter(raw, flat, keys, tests, max_samples, effect_size)
     out = _finish(raw, tests, effect_size)
     return {name: val.reshape(lead + val.shape[1:]) for name, val in out.items()}

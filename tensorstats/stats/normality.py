@@ -25,6 +25,32 @@ def _apply(values: np.ndarray, keys: np.ndarray, *, tests: tuple[str, ...],
     return tuple(out[name] for name, _, _ in _OUTPUTS)
 
 
+def _lazy(groups: xr.DataArray, keys: xr.DataArray, kept: tuple, options: dict) -> dict:
+    """The kernel over dask chunks of groups, one thread each: name -> Variable."""
+    results = xr.apply_ufunc(
+        _apply, groups, keys,
+        input_core_dims=[[POOLED], []],
+        output_core_dims=[[TEST] if has_test else [] for _, _, has_test in _OUTPUTS],
+        kwargs={**options, "threads": 1},
+        dask="parallelized",
+        output_dtypes=[dtype for _, dtype, _ in _OUTPUTS],
+        dask_gufunc_kwargs={"output_sizes": {TEST: len(options["tests"])}},
+    )
+    return {name: res.variable for (name, _, _), res in zip(_OUTPUTS, results, strict=True)}
+
+
+def _eager(groups: xr.DataArray, keys: xr.DataArray, kept: tuple, options: dict) -> dict:
+    """The kernel on in-memory groups, every core: name -> Variable.
+
+    Called directly rather than through ``xr.apply_ufunc``, and the results
+    kept as Variables (no coords to align): for 20,000 groups of 256 values
+    that wrapping was a tenth of the call.
+    """
+    results = _apply(groups.data, keys.data, **options, threads=None)
+    return {name: xr.Variable((*kept, TEST) if has_test else kept, res)
+            for (name, _, has_test), res in zip(_OUTPUTS, results, strict=True)}
+
+
 def normality(da: xr.DataArray, *, by: By = None, tests: Sequence[str] = ("shapiro", "anderson"),
               max_samples: int | None = 5000, seed: int = 0,
               effect_size: bool = True) -> xr.Dataset:
@@ -98,29 +124,18 @@ def normality(da: xr.DataArray, *, by: By = None, tests: Sequence[str] = ("shapi
     groups = pool(da, kept, pooled)
     needed = max_samples is not None and groups.sizes[POOLED] > max_samples
     keys = subsample_keys(da, kept, groups, seed, needed)
-    lazy = is_dask(groups)
-    results = xr.apply_ufunc(
-        _apply, groups, keys,
-        input_core_dims=[[POOLED], []],
-        output_core_dims=[[TEST] if has_test else [] for _, _, has_test in _OUTPUTS],
-        kwargs={"tests": tests, "max_samples": max_samples, "effect_size": effect_size,
-                "threads": 1 if lazy else None},
-        dask="parallelized",
-        output_dtypes=[dtype for _, dtype, _ in _OUTPUTS],
-        dask_gufunc_kwargs={"output_sizes": {TEST: len(tests)}},
-    )
-    out = {name: res for (name, _, _), res in zip(_OUTPUTS, results, strict=True)}
+    options = {"tests": tests, "max_samples": max_samples, "effect_size": effect_size}
+    out = (_lazy if is_dask(groups) else _eager)(groups, keys, kept, options)
     for name in ("statistic", "pvalue"):
         out[name] = out[name].transpose(TEST, *kept)
-    out["pvalue_fdr"] = fdr_over_groups(out["pvalue"], kept)
+    out["pvalue_fdr"] = fdr_over_groups(xr.DataArray(out["pvalue"]), kept).variable
     names = ["statistic", "pvalue", "pvalue_fdr", "n", "nan_count", "inf_count"]
     if effect_size:
         names += ["skew", "kurtosis", "ks_distance"]
-    ds = xr.Dataset({name: out[name] for name in names},
-                    coords={TEST: list(tests), **kept_coords(da, kept)},
-                    attrs={"max_samples": -1 if max_samples is None else int(max_samples),
-                           "seed": int(seed)})
-    return ds
+    return xr.Dataset({name: out[name] for name in names},
+                      coords={TEST: list(tests), **kept_coords(da, kept)},
+                      attrs={"max_samples": -1 if max_samples is None else int(max_samples),
+                             "seed": int(seed)})
 
 
 normality.__doc__ = normality.__doc__.format(by=BY_DOC)
