@@ -66,6 +66,37 @@ def _aggregate(x: np.ndarray, axis: tuple[int, ...], keepdims: bool = False,
     return _pack(finish_moments(_merge(x, axis)), RESULT_DTYPE)
 
 
+RESULT_CHUNK_BYTES = 64 * 2**20
+"""Dask chunks of the result records are merged up to about this size before
+the fields are split: a result is much smaller than its input, and each field
+costs a task per result chunk (for 4 MiB input chunks, 50 chunks, the call
+took 3.8x the read with one result chunk per input chunk, 2.3x merged)."""
+
+
+def _split_fields(res):
+    """One dask array per field of the record array ``res``, a task per chunk each.
+
+    The tasks are written as one plain graph layer per field instead of
+    ``res[name]`` (a blockwise layer each, which dask builds and optimizes
+    at every compute: 10 ms of a 75 ms call over 200 MiB in 4 chunks).
+    """
+    import operator
+
+    import dask.array as dsa
+    from dask.core import flatten
+    from dask.highlevelgraph import HighLevelGraph
+
+    keys = list(flatten(res.__dask_keys__()))
+    out = {}
+    for field in RESULT_FIELDS:
+        name = f"{res.name}-{field}"
+        layer = {(name, *key[1:]): (operator.getitem, key, field) for key in keys}
+        graph = HighLevelGraph.from_collections(name, layer, dependencies=[res])
+        out[field] = dsa.Array(graph, name, res.chunks,
+                               meta=np.empty((0,) * res.ndim, RESULT_DTYPE[field]))
+    return out
+
+
 def _check_ddof(ddof: object) -> int:
     if isinstance(ddof, bool) or not isinstance(ddof, (int, np.integer)) or ddof < 0:
         raise ValueError(f"ts.moments: ddof must be a non-negative int, got {ddof!r}")
@@ -148,7 +179,7 @@ def moments(da: xr.DataArray, *, by: By = None, ddof: int = 0) -> xr.Dataset:
             data, chunk=_chunk, combine=_combine, aggregate=_aggregate, axis=axis,
             keepdims=False, dtype=RESULT_DTYPE, concatenate=True,
             meta=np.empty((0,) * len(kept), RESULT_DTYPE), name="tensorstats-moments")
-        fields = {name: res[name] for name in RESULT_FIELDS}
+        fields = _split_fields(res.rechunk("auto", block_size_limit=RESULT_CHUNK_BYTES))
     else:
         # the compiled kernel releases the GIL: large inputs use every core
         fields = finish_moments(partial_moments(np.asarray(data), axis=axis, threads=None))
