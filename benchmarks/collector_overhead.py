@@ -92,8 +92,6 @@ Needs the ``torch`` extra and ``tensorboard``. Results and their discussion:
 from __future__ import annotations
 
 import argparse
-import ctypes
-import ctypes.util
 import gc
 import json
 import os
@@ -113,6 +111,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from _allocator import set_malloc
 from torch import nn
 
 import tensorstats
@@ -131,7 +130,6 @@ BATCH = 64
 N_BATCHES = 10
 LR = 1e-4
 THREADS = 2
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters
 
 
 # ------------------------------------------------------------------------ the model
@@ -310,29 +308,6 @@ def disk_usage(path: Path) -> tuple[int, int]:
             files += 1
             size += os.stat(os.path.join(root, n)).st_size
     return files, size
-
-
-def set_malloc(mode: str) -> str:
-    """Fix glibc's allocator thresholds (``steady``) or leave them (``default``).
-
-    glibc adapts its mmap threshold at run time and returns the top of the heap
-    to the kernel when more than twice that is free. Whether the 4 MB
-    activations of this model then come back as fresh pages (about 2,000 minor
-    page faults per step) or reuse resident ones depends on the heap's layout,
-    which changes from run to run: one arm swings by 20-70%. ``steady``
-    sets ``M_MMAP_THRESHOLD`` = 64 MiB and ``M_TRIM_THRESHOLD`` = 1 GiB, so
-    freed memory is reused without faults in every arm.
-    """
-    if mode == "default":
-        return "glibc defaults (dynamic mmap/trim thresholds)"
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        ok = libc.mallopt(M_MMAP_THRESHOLD, 64 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
-    except (OSError, AttributeError):
-        ok = False
-    if not ok:
-        return "steady requested, but mallopt is not available: allocator defaults"
-    return "steady: mallopt M_MMAP_THRESHOLD=64 MiB, M_TRIM_THRESHOLD=1 GiB"
 
 
 # ---------------------------------------------------------------------- memory mode
