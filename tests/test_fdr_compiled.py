@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from statsmodels.stats.multitest import multipletests
 
 from tensorstats.kernels import fdr
-from tensorstats.kernels.fdr_compiled import _radix_order, adjust_row
+from tensorstats.kernels.fdr_compiled import COUNTERS, adjust_row, radix_order
 
 
 def _numpy_path(row: np.ndarray) -> np.ndarray:
@@ -18,22 +18,24 @@ def _numpy_path(row: np.ndarray) -> np.ndarray:
     return out
 
 
-def _pvalues(rng: np.random.Generator, m: int) -> np.ndarray:
-    """Uniform, tiny, exact zeros and ones, -0.0, ties and NaNs."""
+def _pvalues(rng: np.random.Generator, m: int, nan: bool = True) -> np.ndarray:
+    """Uniform, tiny, exact zeros and ones, -0.0, ties and (if ``nan``) NaNs."""
     p = rng.uniform(size=m) ** 3
     p[rng.integers(0, m, m // 20)] = 10.0 ** rng.uniform(-300, -5, m // 20)
     p[:: 97] = 0.0
     p[5:: 101] = -0.0
     p[7:: 89] = 1.0
     p[100:160] = 0.0123  # a long tie
-    p[11:: 53] = np.nan
+    if nan:
+        p[11:: 53] = np.nan
     return p
 
 
+@pytest.mark.parametrize("nan", [True, False])
 @pytest.mark.parametrize("m", [fdr.COMPILED_FROM, 20000])
-def test_compiled_row_equals_numpy_and_statsmodels(m):
+def test_compiled_row_equals_numpy_and_statsmodels(m, nan):
     rng = np.random.default_rng(m)
-    row = _pvalues(rng, m)
+    row = _pvalues(rng, m, nan)
     got = fdr.bh_adjust(row)  # long row: the compiled kernel
     np.testing.assert_array_equal(got, _numpy_path(row))  # the same bits
     ok = ~np.isnan(row)
@@ -57,7 +59,9 @@ def test_negative_value_falls_back_to_numpy():
     row = np.random.default_rng(2).uniform(size=fdr.COMPILED_FROM)
     row[3] = -1e-3
     out = np.full(row.shape, 7.0)
-    assert not adjust_row(row, out)
+    m = len(row)
+    assert not adjust_row(row, out, np.empty(2 * m, np.uint64), np.empty(2 * m, np.int64),
+                          np.empty(COUNTERS, np.int64))
     assert (out == 7.0).all()  # untouched
     np.testing.assert_array_equal(fdr.bh_adjust(row), _numpy_path(row))
 
@@ -68,9 +72,11 @@ def test_negative_value_falls_back_to_numpy():
 def test_radix_order_is_a_stable_sort(values, mask):
     """Against NumPy's stable argsort; masked keys share digits (skipped passes)."""
     keys = np.array(values, dtype=np.uint64) | np.uint64(mask)
-    np.testing.assert_array_equal(_radix_order(keys), np.argsort(keys, kind="stable"))
+    kept = keys.copy()
+    np.testing.assert_array_equal(radix_order(keys), np.argsort(keys, kind="stable"))
+    np.testing.assert_array_equal(keys, kept)
 
 
 def test_radix_order_of_equal_and_empty_keys():
-    assert _radix_order(np.zeros(0, np.uint64)).size == 0
-    np.testing.assert_array_equal(_radix_order(np.full(5, 9, np.uint64)), np.arange(5))
+    assert radix_order(np.zeros(0, np.uint64)).size == 0
+    np.testing.assert_array_equal(radix_order(np.full(5, 9, np.uint64)), np.arange(5))

@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from .blocks import map_threads
+from .scratch import scratch
 
 COMPILED_FROM = 4096
 """Rows with at least this many p-values are adjusted by the compiled kernel
@@ -48,17 +49,22 @@ def bh_adjust(p: np.ndarray) -> np.ndarray:
 
 def _adjust_compiled(pair: tuple[np.ndarray, np.ndarray]) -> None:
     """:func:`_adjust_row` by the compiled kernel (NumPy for a row with a negative value)."""
-    from .fdr_compiled import adjust_row
+    from .fdr_compiled import COUNTERS, adjust_row
 
     row, res = pair
     ok = ~np.isnan(row)
-    if ok.any():
-        vals = np.ascontiguousarray(row[ok])
-        done = np.empty(len(vals))
-        if adjust_row(vals, done):
-            res[ok] = done
-        else:
-            _adjust_row(pair)
+    m = int(ok.sum())
+    if m == 0:
+        return
+    whole = m == len(row)
+    vals = np.ascontiguousarray(row if whole else row[ok])
+    done = res if whole and res.flags.c_contiguous else np.empty(m)
+    if not adjust_row(vals, done, scratch("bh_keys", (2 * m,), np.uint64),
+                      scratch("bh_order", (2 * m,), np.int64),
+                      scratch("bh_count", (COUNTERS,), np.int64)):
+        _adjust_row(pair)
+    elif done is not res:
+        res[ok] = done
 
 
 def _adjust_row(pair: tuple[np.ndarray, np.ndarray]) -> None:

@@ -23,20 +23,24 @@ import numpy as np
 
 DIGIT_BITS = 11
 """Bits per radix digit: six passes cover 64 bits, with 2048 counters (16 KiB)."""
+COUNTERS = (1 << DIGIT_BITS) + 1
+"""Length of the counting array a radix pass needs."""
 _MASK = np.uint64((1 << DIGIT_BITS) - 1)
 
 
 @numba.njit(nogil=True, cache=True)
-def _radix_order(keys: np.ndarray) -> np.ndarray:
-    """Positions that sort ``keys`` (uint64) ascending; stable. Passes where every
-    key has the same digit are skipped (p-values share their top exponent bits).
-    ``keys`` is not changed."""
+def _radix_order(keys: np.ndarray, keys_b: np.ndarray, order: np.ndarray, order_b: np.ndarray,
+                 count: np.ndarray) -> np.ndarray:
+    """Positions that sort ``keys`` (uint64) ascending; stable.
+
+    ``keys_b``, ``order`` and ``order_b`` (int64) are work arrays of the same
+    length, ``count`` one of ``2**DIGIT_BITS + 1``; ``keys`` is overwritten.
+    Passes where every key has the same digit are skipped (p-values share
+    their top exponent bits). Returns ``order`` or ``order_b``.
+    """
     m = keys.shape[0]
-    order = np.arange(m)
-    keys = keys.copy()
-    keys_b = np.empty_like(keys)
-    order_b = np.empty_like(order)
-    count = np.empty((1 << DIGIT_BITS) + 1, np.int64)
+    for i in range(m):
+        order[i] = i
     for shift in range(0, 64, DIGIT_BITS):
         s = np.uint64(shift)
         count[:] = 0
@@ -57,18 +61,32 @@ def _radix_order(keys: np.ndarray) -> np.ndarray:
     return order
 
 
+def radix_order(keys: np.ndarray) -> np.ndarray:
+    """Positions that sort ``keys`` (uint64) ascending, stably; ``keys`` is not changed."""
+    keys = np.array(keys, dtype=np.uint64)
+    m = len(keys)
+    return _radix_order(keys, np.empty_like(keys), np.empty(m, np.int64),
+                        np.empty(m, np.int64), np.empty(COUNTERS, np.int64)).copy()
+
+
 @numba.njit(nogil=True, cache=True)
-def adjust_row(vals: np.ndarray, out: np.ndarray) -> bool:
+def adjust_row(vals: np.ndarray, out: np.ndarray, work_keys: np.ndarray, work_order: np.ndarray,
+               count: np.ndarray) -> bool:
     """BH-adjusted ``vals`` (float64, no NaN) into ``out``; False (``out`` untouched)
-    if a value is negative."""
+    if a value is negative.
+
+    ``work_keys`` (uint64) and ``work_order`` (int64) hold at least twice
+    ``len(vals)``, ``count`` (int64) :data:`COUNTERS`: the caller's reused
+    buffers (fresh ones every call cost as much again in page faults).
+    """
     m = vals.shape[0]
-    keys = np.empty(m, np.uint64)
+    keys = work_keys[:m]
     for i in range(m):
         v = vals[i] + 0.0  # -0.0 -> +0.0
         if v < 0.0:
             return False
         keys[i] = np.float64(v).view(np.uint64)
-    order = _radix_order(keys)
+    order = _radix_order(keys, work_keys[m:2 * m], work_order[:m], work_order[m:2 * m], count)
     running = np.inf
     for k in range(m - 1, -1, -1):
         scaled = vals[order[k]] * (m / (k + 1.0))

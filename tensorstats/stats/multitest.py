@@ -16,7 +16,7 @@ from ..kernels.fdr import bh_adjust
 from .groups import dim_list, is_dask
 
 
-def _fdr(p: np.ndarray, ngroup_axes: int) -> np.ndarray:
+def fdr_last_axes(p: np.ndarray, ngroup_axes: int) -> np.ndarray:
     """BH over the last ``ngroup_axes`` axes of ``p`` taken together."""
     lead = p.shape[:p.ndim - ngroup_axes]
     return bh_adjust(p.reshape((*lead, math.prod(p.shape[len(lead):])))).reshape(p.shape)
@@ -87,6 +87,6 @@ def fdr_over_groups(pvalue: xr.DataArray, group_dims: Sequence) -> xr.DataArray:
         return pvalue.astype(np.float64)
     if is_dask(pvalue) and group_dims:
         pvalue = pvalue.chunk({d: -1 for d in group_dims})
-    return xr.apply_ufunc(_fdr, pvalue, input_core_dims=[group_dims],
+    return xr.apply_ufunc(fdr_last_axes, pvalue, input_core_dims=[group_dims],
                           output_core_dims=[group_dims], kwargs={"ngroup_axes": len(group_dims)},
                           dask="parallelized", output_dtypes=[np.float64])

@@ -10,7 +10,7 @@ import xarray as xr
 from ..dims import POOLED, TEST
 from ..kernels.normality import check_tests, normality_kernel
 from .groups import BY_DOC, By, check_input, is_dask, kept_coords, pool, resolve_by, subsample_keys
-from .multitest import fdr_over_groups
+from .multitest import fdr_last_axes, fdr_over_groups
 
 _OUTPUTS = (("statistic", np.float64, True), ("pvalue", np.float64, True),
             ("n", np.int64, False), ("nan_count", np.int64, False),
@@ -49,6 +49,14 @@ def _eager(groups: xr.DataArray, keys: xr.DataArray, kept: tuple, options: dict)
     results = _apply(groups.data, keys.data, **options, threads=None)
     return {name: xr.Variable((*kept, TEST) if has_test else kept, res)
             for (name, _, has_test), res in zip(_OUTPUTS, results, strict=True)}
+
+
+def _fdr_variable(pvalue: xr.Variable, kept: tuple) -> xr.Variable:
+    """Benjamini-Hochberg over the groups (``kept`` dims) of each test, as a Variable;
+    in-memory p-values directly, without ``xr.apply_ufunc``."""
+    if is_dask(pvalue) or not kept or pvalue.size == 0:
+        return fdr_over_groups(xr.DataArray(pvalue), kept).variable
+    return pvalue.copy(data=fdr_last_axes(np.asarray(pvalue.values), len(kept)))
 
 
 def normality(da: xr.DataArray, *, by: By = None, tests: Sequence[str] = ("shapiro", "anderson"),
@@ -128,7 +136,7 @@ def normality(da: xr.DataArray, *, by: By = None, tests: Sequence[str] = ("shapi
     out = (_lazy if is_dask(groups) else _eager)(groups, keys, kept, options)
     for name in ("statistic", "pvalue"):
         out[name] = out[name].transpose(TEST, *kept)
-    out["pvalue_fdr"] = fdr_over_groups(xr.DataArray(out["pvalue"]), kept).variable
+    out["pvalue_fdr"] = _fdr_variable(out["pvalue"], kept)
     names = ["statistic", "pvalue", "pvalue_fdr", "n", "nan_count", "inf_count"]
     if effect_size:
         names += ["skew", "kurtosis", "ks_distance"]
