@@ -184,12 +184,20 @@ def test_hyp_pieces_merge_to_the_whole(x, cuts):
         np.testing.assert_allclose(merged[k], whole[k], rtol=1e-10, atol=1e-10, err_msg=k)
 
 
+@pytest.mark.parametrize("contiguous", [True, False])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("axis", [0, 1, 2])
-def test_channel_table_matches_the_loop(dtype, axis):
-    """The (channels, 9) table the capture path records, against the brute-force loop."""
-    x = _data(np.random.default_rng(axis), (6, 5, 7), dtype, nonfinite=True)
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+def test_channel_table_matches_the_loop(dtype, axis, contiguous):
+    """The (channels, 9) table the capture path records, against the brute-force loop,
+    on the memoized path (C-contiguous) and the general one."""
+    x = _data(np.random.default_rng(axis + 6), (6, 5, 7), dtype, nonfinite=True)
+    if not contiguous:
+        x = np.asarray(_data(np.random.default_rng(axis + 1), (7, 5, 6), dtype,
+                             nonfinite=True)).transpose(2, 1, 0)
     np.moveaxis(x, axis, 0)[1] = np.nan  # a channel without a finite value
+    assert x.flags.c_contiguous == contiguous
+    # the memoized path: C-contiguous, channels not last (channel-last is copied)
+    assert (moments._channel_fast(x, axis, 1) is not None) == (contiguous and axis in (0, 1))
     table = moments.channel_table(x, axis)
     chans = np.moveaxis(x, axis, 0)
     assert table.shape == (chans.shape[0], len(moments.PARTIAL_FIELDS))

@@ -620,9 +620,10 @@ class Recorder:
 
             def append() -> None:
                 series.append(step, {MOMENTS_VAR: row})
-                nan, inf = int(np.nansum(row[..., 1])), int(np.nansum(row[..., 2]))
-                if nan or inf:
-                    self._nonfinite.note(step, label, nan, inf)
+                if row[..., 1:3].any():  # (NaN counts are truthy: summed below)
+                    nan, inf = int(np.nansum(row[..., 1])), int(np.nansum(row[..., 2]))
+                    if nan or inf:
+                        self._nonfinite.note(step, label, nan, inf)
 
             # held and queued with the step's other summaries and scalars: the
             # writer wakes once per batch, not once per series and step

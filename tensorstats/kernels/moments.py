@@ -204,19 +204,31 @@ def _strided_layout(x: np.ndarray, nkept: int) -> tuple[np.ndarray, np.ndarray, 
     than two, or the innermost values are not contiguous, or a stride is
     negative or not a whole number of elements.
     """
-    size = x.dtype.itemsize
-    if any(s < 0 or s % size for s in x.strides):
+    plan = _layout_plan(x.shape, x.strides, x.dtype.itemsize, nkept)
+    if plan is None:
         return None
-    elems = tuple(s // size for s in x.strides)
-    kept = _merged_dims(x.shape[:nkept], elems[:nkept])
-    pooled = _merged_dims(x.shape[nkept:], elems[nkept:])
+    dims, span, groups = plan
+    base = np.lib.stride_tricks.as_strided(x, shape=(span,), strides=(x.dtype.itemsize,))
+    return base, np.array(dims, np.int64), groups
+
+
+@lru_cache(maxsize=1024)
+def _layout_plan(shape: tuple[int, ...], strides: tuple[int, ...], size: int, nkept: int
+                 ) -> tuple[tuple[int, ...], int, int] | None:
+    """:func:`_strided_layout` from the shape and strides alone (memoized: the
+    capture path sees the same few layouts at every step): ``(layout, span,
+    groups)``, ``span`` the elements from the first to the last value + 1."""
+    if any(s < 0 or s % size for s in strides):
+        return None
+    elems = tuple(s // size for s in strides)
+    kept = _merged_dims(shape[:nkept], elems[:nkept])
+    pooled = _merged_dims(shape[nkept:], elems[nkept:])
     if len(kept) > 2 or len(pooled) > 2 or (pooled and pooled[-1][1] != 1):
         return None  # strided innermost values: a copy reads them faster than a gather
     (a, sa), (g, sg) = [(1, 0)] * (2 - len(kept)) + kept
     (o, so), (i, _) = [(1, 0)] * (2 - len(pooled)) + pooled  # innermost stride: 1
     span = 1 + sum((n - 1) * s for n, s in (kept + pooled))
-    base = np.lib.stride_tricks.as_strided(x, shape=(span,), strides=(size,))
-    return base, np.array([g, o, i, sa, sg, so], np.int64), a * g
+    return (g, o, i, sa, sg, so), span, a * g
 
 
 COMPILED_MIN_VALUES_PER_THREAD = 1 << 18
@@ -228,8 +240,6 @@ def _run_kernel(x: np.ndarray, nkept: int, threads: int | None
     """The kernel's raw output for the groups on ``x``'s first ``nkept`` axes:
     ``ints`` (count, NaN, Inf, min key, max key), ``floats`` (mean, m2-m4) and
     the dtype the keys are of."""
-    from .moments_compiled import partials
-
     if x.dtype not in (np.float32, np.float64):
         x = x.astype(np.float32 if x.dtype == np.float16 else np.float64)
     lead = x.shape[:nkept]
@@ -238,19 +248,28 @@ def _run_kernel(x: np.ndarray, nkept: int, threads: int | None
         x = np.ascontiguousarray(x).reshape(math.prod(lead), -1)
         layout = _strided_layout(x, 1)
     base, dims, groups = layout
+    return (*_run_partials(base, dims, groups, x.size, threads), base.dtype)
+
+
+def _run_partials(base: np.ndarray, dims: np.ndarray, groups: int, size: int,
+                  threads: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The compiled kernel over ``groups`` groups of ``base`` laid out as ``dims``
+    (:func:`_strided_layout`), ``size`` values in all: ``(ints, floats)``."""
+    from .moments_compiled import partials
+
     bits = base.view(np.int32 if base.dtype == np.float32 else np.int64)
     ints = np.empty((groups, 5), np.int64)
     floats = np.empty((groups, 4))
     offset2 = RAW_SUMS_MAX_OFFSET ** 2
     workers = (os.cpu_count() or 1) if threads is None else threads
-    workers = max(1, min(workers, groups, x.size // COMPILED_MIN_VALUES_PER_THREAD))
+    workers = max(1, min(workers, groups, size // COMPILED_MIN_VALUES_PER_THREAD))
     if workers == 1:
         partials(base, bits, dims, 0, groups, ints, floats, offset2)
     else:
         cuts = np.linspace(0, groups, workers + 1).astype(int)
         map_threads(lambda k: partials(base, bits, dims, cuts[k], cuts[k + 1], ints, floats,
                                        offset2), range(workers), workers)
-    return ints, floats, base.dtype
+    return ints, floats
 
 
 def _kernel_partials(x: np.ndarray, nkept: int, threads: int | None) -> Partial:
@@ -280,15 +299,40 @@ def channel_table(x: np.ndarray, channel_axis: int, *, threads: int | None = 1) 
     >>> t[:, :5].tolist()
     [[3.0, 0.0, 0.0, 2.0, 2.0], [2.0, 1.0, 0.0, 5.0, 0.0]]
     """
-    x = np.moveaxis(np.asarray(x), channel_axis, 0)
-    ints, floats, dtype = _run_kernel(x, 1, threads)
+    x = np.asarray(x)
+    fast = _channel_fast(x, channel_axis, threads)
+    if fast is not None:
+        ints, floats = fast
+        dtype = x.dtype
+    else:
+        ints, floats, dtype = _run_kernel(np.moveaxis(x, channel_axis, 0), 1, threads)
     out = np.empty((len(ints), len(PARTIAL_FIELDS)))
     out[:, :3] = ints[:, :3]
     out[:, 3:7] = floats
-    out[:, 7] = key_values(ints[:, 3], dtype)
-    out[:, 8] = key_values(ints[:, 4], dtype)
+    out[:, 7:9] = key_values(ints[:, 3:5], dtype)
     out[ints[:, 0] == 0, 3:] = np.nan
     return out
+
+
+def _channel_fast(x: np.ndarray, channel_axis: int, threads: int | None
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`channel_table`'s kernel output for a C-contiguous float32/float64
+    ``x``, its layout memoized and its memory viewed by ``reshape`` (no
+    ``moveaxis`` or ``as_strided`` per call); None for any other ``x``."""
+    if x.dtype not in (np.float32, np.float64) or not x.flags.c_contiguous or x.ndim == 0:
+        return None
+    axis = channel_axis % x.ndim if -x.ndim <= channel_axis < x.ndim else None
+    if axis is None:
+        return None  # the general path raises numpy's AxisError
+    rest = x.shape[:axis] + x.shape[axis + 1:]
+    rest_strides = x.strides[:axis] + x.strides[axis + 1:]
+    plan = _layout_plan((x.shape[axis], *rest), (x.strides[axis], *rest_strides),
+                        x.dtype.itemsize, 1)
+    if plan is None:
+        return None
+    dims, span, groups = plan
+    return _run_partials(x.reshape(-1)[:span], np.array(dims, np.int64), groups, x.size,
+                         threads)
 
 
 def key_values(keys: np.ndarray, dtype: np.dtype) -> np.ndarray:
