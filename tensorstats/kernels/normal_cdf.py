@@ -91,7 +91,7 @@ def anderson_pvalue(a2: np.ndarray, n: int | np.ndarray) -> np.ndarray:
         fit = np.asarray(np.searchsorted(_AD_BOUNDS, a, side="right"))
         fit[~(a <= _AD_LAST)] = len(_AD_FITS) - 1
         c0, c1, c2 = (np.take(_AD_FITS[:, j], fit) for j in range(3))  # 1-d takes: fast
-        e = np.exp(c0 + a * (c1 + a * c2))
+        e = np.exp(c0 + c1 * a + c2 * a * a)  # statsmodels' order of operations: same bits
         p = np.where(fit < 2, 1.0 - e, e)
         p[fit == len(_AD_FITS) - 1] = 0.0
     return np.where(np.isnan(a), np.nan, p)
