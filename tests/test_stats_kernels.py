@@ -82,6 +82,23 @@ def test_anderson_matches_scipy_and_statsmodels(kind, n):
         np.testing.assert_allclose(ks[i], st.kstest(zr, "norm").statistic, rtol=1e-12)
 
 
+def test_anderson_pvalue_equals_the_four_fits_written_out():
+    """One exp per value, picked fit first: the same bits as evaluating every fit
+    (statsmodels' ``normal_ad`` formulas) and selecting, on a grid over every piece."""
+    a2 = np.concatenate([np.linspace(0, 14, 20001), [np.nan, np.inf, 0.2, 0.34, 0.6, 13.0]])
+    for n in (8, 100, 5000):
+        a = a2 * (1 + 0.75 / n + 2.25 / n**2)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ref = np.select(
+                [a < 0.2, a < 0.34, a < 0.6, a <= 13.0],
+                [1 - np.exp(-13.436 + 101.14 * a - 223.73 * a * a),
+                 1 - np.exp(-8.318 + 42.796 * a - 59.938 * a * a),
+                 np.exp(0.9177 - 4.279 * a - 1.38 * a * a),
+                 np.exp(1.2937 - 5.709 * a + 0.0186 * a * a)], default=0.0)
+        ref[np.isnan(a)] = np.nan
+        np.testing.assert_array_equal(normal_cdf.anderson_pvalue(a2, n), ref)
+
+
 def test_anderson_pvalue_covers_every_piece_like_statsmodels():
     # Scale a heavy tail to walk A² through all five pieces, p == 0 above 13 included.
     rng = np.random.default_rng(3)
