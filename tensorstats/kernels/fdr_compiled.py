@@ -61,14 +61,6 @@ def _radix_order(keys: np.ndarray, keys_b: np.ndarray, order: np.ndarray, order_
     return order
 
 
-def radix_order(keys: np.ndarray) -> np.ndarray:
-    """Positions that sort ``keys`` (uint64) ascending, stably; ``keys`` is not changed."""
-    keys = np.array(keys, dtype=np.uint64)
-    m = len(keys)
-    return _radix_order(keys, np.empty_like(keys), np.empty(m, np.int64),
-                        np.empty(m, np.int64), np.empty(COUNTERS, np.int64)).copy()
-
-
 @numba.njit(nogil=True, cache=True)
 def adjust_row(vals: np.ndarray, out: np.ndarray, work_keys: np.ndarray, work_order: np.ndarray,
                count: np.ndarray) -> bool:
